@@ -1,0 +1,137 @@
+"""The one local training loop shared by every strategy (hooks shape the objective).
+
+Read top to bottom: load the start adapter and the head, build AdamW over the trainable
+parameters, run ``steps`` minibatch steps of task loss (+ hook terms), return the trained states.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fedpia.client.encode import EncodedSplit
+from fedpia.strategies.base import LocalHooks, State
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Local optimisation knobs (paper: AdamW lr 1e-4, wd 0.01, batch 16, 10% warm-up, linear decay).
+
+    ``local_epochs`` passes over the client's training split per round, or exactly ``local_steps``
+    minibatch steps when > 0. The learning rate follows a round-level schedule: linear warm-up over
+    the first ``warmup_frac`` of the rounds, then linear decay (see :func:`round_lr`).
+    """
+
+    lr: float = 1e-4
+    head_lr: float | None = None
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    local_epochs: int = 1
+    local_steps: int = 0
+    warmup_frac: float = 0.1
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        if self.local_epochs < 1 and self.local_steps < 1:
+            raise ValueError("train.local_epochs or train.local_steps must be >= 1")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise ValueError(f"train.warmup_frac must be in [0, 1), got {self.warmup_frac}")
+
+    def steps_for(self, n: int) -> int:
+        if self.local_steps > 0:
+            return self.local_steps
+        return self.local_epochs * math.ceil(n / self.batch_size)
+
+
+def round_lr(cfg: TrainConfig, round_: int, num_rounds: int) -> float:
+    """lr at 1-based ``round_``: warm-up to cfg.lr over ceil(warmup_frac·R) rounds, then linear
+    decay reaching cfg.lr / (R - W + 1) in the last round (never 0, so every round trains)."""
+    warm = math.ceil(cfg.warmup_frac * num_rounds)
+    if round_ <= warm:
+        return cfg.lr * round_ / (warm + 1)
+    remaining = num_rounds - warm
+    return cfg.lr * (num_rounds - round_ + 1) / remaining
+
+
+def task_loss(task: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the client's answer pool (VQA/multiclass), BCE for multilabel."""
+    if task == "multilabel":
+        return nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    return nn.functional.cross_entropy(logits, targets, ignore_index=-1)
+
+
+def _batches(n: int, batch: int, steps: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    done = 0
+    while done < steps:
+        order = torch.randperm(n, generator=gen)
+        for s in range(0, n, batch):
+            if done == steps:
+                return
+            yield order[s : s + batch]
+            done += 1
+
+
+def train_local(
+    model: nn.Module,
+    head: nn.Module,
+    data: EncodedSplit,
+    *,
+    start: State,
+    head_state: State,
+    cfg: TrainConfig,
+    lr: float,
+    seed: int,
+    hooks: LocalHooks | None = None,
+) -> tuple[State, State, dict[str, float]]:
+    """Train ``start`` (loaded into the shared ``model``) and ``head`` on ``data``.
+
+    Returns (trained adapter state, trained head state, stats with mean loss and steps).
+    """
+    from fedpia.models import set_frozen_companion
+
+    hooks = hooks or LocalHooks()
+    model.load_trainable_state(start)
+    set_frozen_companion(model, hooks.parallel_frozen)
+    head.load_state_dict(head_state)
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    opt_params = [p for n, p in named.items() if hooks.trainable is None or hooks.trainable(n)]
+    groups = [{"params": opt_params, "lr": lr}]
+    groups.append(
+        {"params": list(head.parameters()), "lr": lr if cfg.head_lr is None else cfg.head_lr}
+    )
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    steps = cfg.steps_for(len(data))
+    model.train()
+    head.train()
+    total = 0.0
+    try:
+        for idx in _batches(len(data), cfg.batch_size, steps, gen):
+            loss = task_loss(data.task, head(model(data.batch(idx))), data.targets[idx])
+            if hooks.extra_loss is not None:
+                loss = loss + hooks.extra_loss(named)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if hooks.grad_correction is not None:
+                for n, p in named.items():
+                    if p.grad is not None:
+                        p.grad = hooks.grad_correction(n, p.grad)
+            if cfg.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(opt_params + list(head.parameters()), cfg.max_grad_norm)
+            opt.step()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"local training diverged (loss={loss.item()})")
+            total += float(loss.detach())
+    finally:
+        set_frozen_companion(model, None)
+    trained = model.trainable_state()
+    trained_head = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    return trained, trained_head, {"loss": total / max(steps, 1), "steps": float(steps)}

@@ -1,0 +1,255 @@
+"""In-process federated simulator: ONE frozen backbone shared by all clients.
+
+Per client only the adapter, the head and the strategy's client state are swapped into the shared
+model; nothing else is copied. A round:
+
+1. sample clients (seeded by ``(seed, round)``);
+2. each sampled client: ``strategy.client_start`` (client-side PIA) -> :func:`train_local` ->
+   ``strategy.client_finish``; a client that raises is logged and dropped (tolerated up to
+   ``max_failure_frac``);
+3. uploads are validated (NaN/Inf, keys, shapes, dtypes); invalid ones are rejected with a reason;
+4. ``strategy.aggregate``; if fewer than ``min_clients`` valid updates remain or aggregation fails,
+   the round raises :class:`RoundFailed` and the previous state is kept;
+5. evaluation of every client: personalised (own adapter) and global (global adapter + own head);
+6. an atomic checkpoint.
+
+Every random choice derives from ``(seed, round, client index)``, so a run resumed from a
+checkpoint gives the same results as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from fedpia.aggregation import AggregationError, average_heads_by_task, filter_updates
+from fedpia.client import TrainConfig
+from fedpia.client.runtime import ClientRuntime, client_round, derive_seed, evaluate_adapter
+from fedpia.data import FederatedData
+from fedpia.sim.checkpoint import load_checkpoint, save_checkpoint
+from fedpia.strategies.base import ClientState, RoundContext, ServerState, State, Strategy
+
+log = logging.getLogger(__name__)
+
+
+class RoundFailed(RuntimeError):
+    """A round could not complete; the simulator state is unchanged."""
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Engine knobs. ``failure_prob`` injects simulated client crashes (robustness studies)."""
+
+    rounds: int = 30
+    fraction_fit: float = 1.0
+    min_clients: int = 1
+    seed: int = 0
+    share_heads: bool = False
+    failure_prob: float = 0.0
+    max_failure_frac: float = 0.5
+    eval_global: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ValueError(f"sim.rounds must be >= 1, got {self.rounds}")
+        if not 0.0 < self.fraction_fit <= 1.0:
+            raise ValueError(f"sim.fraction_fit must be in (0, 1], got {self.fraction_fit}")
+        if self.min_clients < 1:
+            raise ValueError(f"sim.min_clients must be >= 1, got {self.min_clients}")
+        for knob in ("failure_prob", "max_failure_frac"):
+            if not 0.0 <= getattr(self, knob) <= 1.0:
+                raise ValueError(f"sim.{knob} must be in [0, 1], got {getattr(self, knob)}")
+
+
+@dataclass
+class SimState:
+    """Everything needed to continue a run: server, every client, rounds done, history."""
+
+    server: ServerState
+    clients: dict[str, ClientState]
+    round: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def state_bytes(state: State) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+class Simulator:
+    """Drive ``strategy`` over ``data`` with the shared ``model`` (see module docstring)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: FederatedData,
+        strategy: Strategy,
+        *,
+        sim: SimConfig,
+        train: TrainConfig,
+        checkpoint_dir: Path | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        if not data.clients:
+            raise ValueError(f"setting {data.setting!r} has no clients")
+        self.model, self.data, self.strategy = model, data, strategy
+        self.sim, self.train_cfg = sim, train
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.on_event = on_event or (lambda event, info: None)
+        self.clients: list[ClientRuntime] = []
+        for i, split in enumerate(data.clients):
+            self.on_event("encode", {"client": split.name})
+            self.clients.append(ClientRuntime.build(model, split, index=i, seed=sim.seed))
+        self.initial_adapter = model.trainable_state()
+
+    # ---------------------------------------------------------------- state
+    def initial_state(self) -> SimState:
+        clients = {c.name: ClientState(head=c.initial_head()) for c in self.clients}
+        return SimState(server=self.strategy.server_init(self.initial_adapter), clients=clients)
+
+    def resume_state(self) -> SimState:
+        if self.checkpoint_dir is None:
+            raise ValueError("resume needs a checkpoint_dir")
+        server, clients, meta = load_checkpoint(self.checkpoint_dir)
+        return SimState(
+            server=server, clients=clients, round=meta["round"], history=meta["history"]
+        )
+
+    # ---------------------------------------------------------------- run
+    def run(self, state: SimState | None = None) -> SimState:
+        state = state or self.initial_state()
+        while state.round < self.sim.rounds:
+            state = self.run_round(state)
+            if self.checkpoint_dir is not None:
+                save_checkpoint(
+                    self.checkpoint_dir,
+                    server=state.server,
+                    clients=state.clients,
+                    round_=state.round,
+                    meta={"history": state.history},
+                )
+        return state
+
+    def run_round(self, state: SimState) -> SimState:
+        r = state.round + 1
+        t0 = time.perf_counter()
+        chosen = self._sample(r)
+        self.on_event("round_start", {"round": r, "clients": [c.name for c in chosen]})
+        payload = self.strategy.client_payload(state.server)
+        new_clients = dict(state.clients)
+        updates, failed, per_client = [], {}, {}
+        for c in chosen:
+            try:
+                upd, cstate, info = self._client_round(c, payload, state.clients[c.name], r)
+            except Exception as exc:  # a failing client is dropped, the round goes on
+                log.warning("round %d: client %s failed: %s", r, c.name, exc)
+                failed[c.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            updates.append(upd)
+            new_clients[c.name] = cstate
+            per_client[c.name] = info
+            self.on_event("client_done", {"round": r, "client": c.name, **info})
+        if len(failed) > self.sim.max_failure_frac * len(chosen):
+            raise RoundFailed(f"round {r}: {len(failed)}/{len(chosen)} clients failed: {failed}")
+        try:
+            valid, rejected = filter_updates(
+                [u.state for u in updates], state.server.adapter, min_clients=self.sim.min_clients
+            )
+        except AggregationError as exc:
+            raise RoundFailed(f"round {r}: {exc}") from exc
+        for i, reason in rejected.items():
+            log.warning("round %d: rejected update of %s: %s", r, updates[i].client, reason)
+        kept = [updates[i] for i in valid]
+        ctx = RoundContext(round=r, num_rounds=self.sim.rounds, seed=self.sim.seed)
+        t_srv = time.perf_counter()
+        try:
+            server, diag = self.strategy.aggregate(state.server, kept, ctx)
+        except Exception as exc:
+            raise RoundFailed(f"round {r}: aggregation failed: {exc}") from exc
+        server_time = time.perf_counter() - t_srv
+        if self.sim.share_heads:
+            new_clients = self._share_heads(new_clients, [u.client for u in kept])
+        record = {
+            "round": r,
+            "clients": per_client,
+            "failed": failed,
+            "rejected": {updates[i].client: why for i, why in rejected.items()},
+            "server_time": server_time,
+            "bytes_down": state_bytes(payload["adapter"]) * len(chosen),
+            "bytes_up": sum(state_bytes(u.state) for u in updates),
+            "diagnostics": diag,
+        }
+        record["eval"] = self.evaluate(server, new_clients)
+        record["round_time"] = time.perf_counter() - t0
+        self.on_event("round_end", record)
+        return SimState(
+            server=server, clients=new_clients, round=r, history=[*state.history, record]
+        )
+
+    # ---------------------------------------------------------------- pieces
+    def _sample(self, r: int) -> list[ClientRuntime]:
+        k = max(self.sim.min_clients, round(self.sim.fraction_fit * len(self.clients)))
+        k = min(k, len(self.clients))
+        if k == len(self.clients):
+            return list(self.clients)
+        rng = np.random.default_rng(derive_seed(self.sim.seed, r, 1))
+        idx = sorted(rng.choice(len(self.clients), size=k, replace=False).tolist())
+        return [self.clients[i] for i in idx]
+
+    def _client_round(
+        self, c: ClientRuntime, payload: dict[str, State], cstate: ClientState, r: int
+    ) -> tuple[Any, ClientState, dict[str, float]]:
+        if self.sim.failure_prob > 0:
+            draw = np.random.default_rng(derive_seed(self.sim.seed, r, c.index, 99)).random()
+            if draw < self.sim.failure_prob:
+                raise RuntimeError("simulated client failure")
+        m = getattr(self.strategy, "probe_samples", 0) or _adapter_width(self.initial_adapter)
+        return client_round(
+            c,
+            self.strategy,
+            payload,
+            cstate,
+            round_=r,
+            num_rounds=self.sim.rounds,
+            seed=self.sim.seed,
+            train_cfg=self.train_cfg,
+            probe_samples=m,
+        )
+
+    def _share_heads(
+        self, clients: dict[str, ClientState], names: list[str]
+    ) -> dict[str, ClientState]:
+        by_name = {c.name: c for c in self.clients}
+        sigs = [(by_name[n].task, tuple(by_name[n].space.labels)) for n in names]
+        weights = [float(len(by_name[n].train)) for n in names]
+        heads = average_heads_by_task([clients[n].head for n in names], sigs, weights)
+        out = dict(clients)
+        for n, h in zip(names, heads, strict=True):
+            out[n] = replace(clients[n], head=h)
+        return out
+
+    def evaluate(self, server: ServerState, clients: dict[str, ClientState]) -> dict[str, Any]:
+        """Per client: personalised (own adapter + head) and global (global adapter + head)."""
+        out: dict[str, Any] = {}
+        for c in self.clients:
+            cs = clients[c.name]
+            res: dict[str, Any] = {}
+            if cs.adapter is not None:
+                res["personalized"] = evaluate_adapter(c, cs.adapter, cs.head)
+            if self.sim.eval_global:
+                res["global"] = evaluate_adapter(c, server.adapter, cs.head)
+            out[c.name] = res
+        return out
+
+
+def _adapter_width(state: State) -> int:
+    from fedpia.align import unit_groups
+
+    groups = unit_groups(state)
+    return max((g.width for g in groups), default=16)

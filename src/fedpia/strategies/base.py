@@ -1,0 +1,158 @@
+"""Strategy protocol: explicit server and client state, pure hooks.
+
+A strategy is a small object with no hidden mutable state. Every hook takes the state it needs and
+returns new state; the in-process simulator (``fedpia.sim``) and the Flower apps
+(``fedpia.flower``) are thin drivers that call the same hooks in the same order:
+
+    server = strategy.server_init(initial_adapter)                       # once
+    for each round r = 1..R:
+        payload = strategy.client_payload(server)                         # server -> clients
+        # on client k:
+        start, hooks = strategy.client_start(payload, cstate_k, ctx, probe=...)  # client PIA,
+                                                                  # prox / scaffold / distill hooks
+        trained = <local training from `start` with hooks>
+        update_k, cstate_k = strategy.client_finish(trained, payload, cstate_k, ctx)
+        # back on the server:
+        server, diag = strategy.aggregate(server, [update_k ...], ctx)
+
+``State`` is a named state dict (``dict[str, Tensor]``); names are never flattened away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+State = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """What a hook may know about the round: 1-based round index, totals and a seed."""
+
+    round: int
+    num_rounds: int
+    seed: int
+    client: str = ""
+    num_examples: int = 0
+    local_steps: int = 0
+    lr: float = 0.0
+
+
+@dataclass
+class ClientState:
+    """Everything a (stateful) client keeps between rounds.
+
+    ``adapter``: the client's own adapter after its last local training (None before round 1).
+    ``head``: the client-local task head. ``extra``: strategy-specific named states (SCAFFOLD
+    control variate, Ditto personal model, FedDAT local teacher ...).
+    """
+
+    adapter: State | None = None
+    head: State | None = None
+    extra: dict[str, State] = field(default_factory=dict)
+    rounds_trained: int = 0
+
+
+@dataclass
+class ServerState:
+    """Global adapter plus strategy-specific named server state (FedOpt moments, SCAFFOLD c)."""
+
+    adapter: State
+    round: int = 0
+    extra: dict[str, State] = field(default_factory=dict)
+
+
+@dataclass
+class ClientUpdate:
+    """What a client uploads: its adapter (or the part the strategy shares) and example count."""
+
+    client: str
+    state: State
+    num_examples: int
+    extra: dict[str, State] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class LocalHooks:
+    """Modifications of the local objective for one round.
+
+    ``extra_loss(named_params) -> Tensor`` is added to the task loss (FedProx, Ditto).
+    ``grad_correction(name, grad) -> grad`` is applied before the optimizer step (SCAFFOLD).
+    ``trainable(name) -> bool`` can freeze part of the adapter (FFA-LoRA freezes lora_A).
+    ``distill_teacher``: a state trained beside the shared adapter with mutual distillation
+    (FedDAT); ``parallel_frozen``: a frozen adapter added beside the trainable one (FedPIA's
+    parallel integration).
+    """
+
+    extra_loss: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = None
+    grad_correction: Callable[[str, torch.Tensor], torch.Tensor] | None = None
+    trainable: Callable[[str], bool] | None = None
+    distill_teacher: State | None = None
+    parallel_frozen: State | None = None
+
+
+class ActivationProbe:
+    """Callable giving ``{group: Tensor[n_samples, width]}`` activations of an adapter state.
+
+    Built by the driver for a client: it runs a fixed random batch of the client's training data
+    through the shared model with the given adapter loaded.
+    """
+
+    def __init__(self, fn: Callable[[State], dict[str, torch.Tensor]]):
+        self._fn = fn
+
+    def __call__(self, adapter: State) -> dict[str, torch.Tensor]:
+        return self._fn(adapter)
+
+
+class Strategy:
+    """Base class = plain FedAvg over the uploaded adapters (weights ∝ number of examples)."""
+
+    name = "base"
+    #: True when the strategy needs activations of local/global adapters on the client.
+    needs_probe = False
+
+    def server_init(self, adapter: State) -> ServerState:
+        return ServerState(adapter={k: v.detach().clone() for k, v in adapter.items()})
+
+    def client_payload(self, server: ServerState) -> dict[str, State]:
+        return {"adapter": server.adapter}
+
+    def client_start(
+        self,
+        payload: Mapping[str, State],
+        client: ClientState,
+        ctx: RoundContext,
+        *,
+        probe: ActivationProbe | None = None,
+    ) -> tuple[State, LocalHooks]:
+        """The adapter local training starts from, and the hooks that shape the local objective."""
+        return {k: v.clone() for k, v in payload["adapter"].items()}, LocalHooks()
+
+    def client_finish(
+        self,
+        trained: State,
+        payload: Mapping[str, State],
+        client: ClientState,
+        ctx: RoundContext,
+    ) -> tuple[ClientUpdate, ClientState]:
+        update = ClientUpdate(client=ctx.client, state=trained, num_examples=ctx.num_examples)
+        new_client = replace(client, adapter=trained, rounds_trained=client.rounds_trained + 1)
+        return update, new_client
+
+    def aggregate(
+        self, server: ServerState, updates: list[ClientUpdate], ctx: RoundContext
+    ) -> tuple[ServerState, dict[str, Any]]:
+        from fedpia.align import fedavg
+
+        avg = fedavg([u.state for u in updates], [float(u.num_examples) for u in updates])
+        return replace(server, adapter=avg, round=ctx.round), {}
+
+    def config(self) -> dict[str, Any]:
+        """The strategy's knobs (for results provenance)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
