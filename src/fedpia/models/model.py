@@ -1,0 +1,218 @@
+"""``FedModel``: one backbone + one PEFT method, with a named trainable state.
+
+``trainable_state()`` returns detached clones keyed exactly like ``named_parameters()``; this
+is the only thing clients upload / servers aggregate. ``load_trainable_state`` is exact (same key
+set) and resizes bottleneck adapters whose width differs from the incoming state, so one frozen
+backbone can serve clients with different adapter widths.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .adapters import BottleneckAdapter, CompacterAdapter, PHMLinear
+from .backbones import BACKBONES, ClipBackbone
+from .config import ModelConfig
+from .peft_methods import BOTTLENECK, PEFT_METHODS
+from .processors import VLProcessor, load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+_RESIZABLE = re.compile(r"(.*\.adapter)\.(down|up)\.(weight|bias|phm_w)$")
+PROMPT_PLACEHOLDER_ID = 0
+
+
+class FedModel(nn.Module):
+    """Backbone + PEFT. ``forward(batch) -> [B, hidden_size]`` pooled multimodal features."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        cls = BACKBONES[cfg.backbone]
+        kw = {"fusion": cfg.clip_fusion} if cls is ClipBackbone else {}
+        self.backbone = cls.build(cfg.pretrained, seed=cfg.seed, **kw)
+        self.backbone.eval()
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        self.prompt = None
+        self.phm_rules = None
+        generator = torch.Generator().manual_seed(cfg.seed + 1)
+        PEFT_METHODS[cfg.peft](self, cfg, generator)
+        n_prompt = cfg.n_prompts if cfg.peft == "prompt" else 0
+        max_len = min(cfg.max_text_len or 10**9, self.backbone.max_text_positions) - n_prompt
+        if max_len < 2:
+            raise ValueError(f"ModelConfig.max_text_len too small for {n_prompt} prompts")
+        self.processor = VLProcessor(
+            tokenizer=load_tokenizer(cfg.pretrained),
+            image_size=self.backbone.image_size,
+            mean_std=cls.mean_std,
+            max_text_len=max_len,
+            with_token_types=cls.with_token_types,
+        )
+
+    @property
+    def hidden_size(self) -> int:
+        return self.backbone.hidden_size
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.prompt is not None:
+            batch = self._with_prompt_slots(batch)
+        return self.backbone(batch)
+
+    def _with_prompt_slots(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Insert P placeholder tokens after position 0 (their embeddings become the prompt)."""
+        n = self.prompt.embeddings.shape[0]
+        out = dict(batch)
+        for key, fill in (("input_ids", PROMPT_PLACEHOLDER_ID), ("attention_mask", 1),
+                          ("token_type_ids", 0)):
+            if key in batch:
+                t = batch[key]
+                slot = torch.full((t.shape[0], n), fill, dtype=t.dtype, device=t.device)
+                out[key] = torch.cat([t[:, :1], slot, t[:, 1:]], dim=1)
+        return out
+
+    # ------------------------------------------------------------------ state
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Detached clones of the trainable parameters, keyed like ``named_parameters()``."""
+        return {n: p.detach().clone() for n, p in self.trainable_parameters().items()}
+
+    def backbone_parameters(self) -> dict[str, nn.Parameter]:
+        """Frozen backbone parameters (the shared part; identity/memory checks)."""
+        return {n: p for n, p in self.backbone.named_parameters() if not p.requires_grad}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor], *, strict: bool = True) -> None:
+        """Copy ``state`` into the trainable parameters.
+
+        Exact key set when ``strict`` (else unknown keys still raise, missing keys are kept).
+        Bottleneck adapter tensors (``*.adapter.down|up.*``) whose shape differs are resized:
+        the modules are rebuilt at the incoming width m' (same d), which must be consistent
+        between down and up of the same adapter.
+        Raises: ValueError naming unknown / missing keys or incompatible shapes.
+        """
+        params = self.trainable_parameters()
+        unknown = sorted(set(state) - set(params))
+        missing = sorted(set(params) - set(state))
+        if unknown or (strict and missing):
+            raise ValueError(
+                f"load_trainable_state: unknown keys {unknown[:5]} ({len(unknown)}), "
+                f"missing keys {missing[:5]} ({len(missing)})"
+            )
+        resized = self._resize_adapters(state, params)
+        params = self.trainable_parameters()
+        with torch.no_grad():
+            for key, value in state.items():
+                if params[key].shape != value.shape:
+                    raise ValueError(
+                        f"load_trainable_state: key {key!r} has shape {tuple(value.shape)}, "
+                        f"model expects {tuple(params[key].shape)}"
+                    )
+                params[key].copy_(value)
+        if resized:
+            logger.info("resized %d adapters to the incoming widths", len(resized))
+
+    def _resize_adapters(self, state, params) -> set[str]:
+        prefixes = set()
+        for key, value in state.items():
+            if params[key].shape != value.shape:
+                m = _RESIZABLE.fullmatch(key)
+                if m is None or self.cfg.peft not in BOTTLENECK:
+                    raise ValueError(
+                        f"load_trainable_state: key {key!r} has shape {tuple(value.shape)}, "
+                        f"model expects {tuple(params[key].shape)} (not a resizable adapter)"
+                    )
+                prefixes.add(m.group(1))
+        for prefix in prefixes:
+            self._resize_one(prefix, state)
+        return prefixes
+
+    def _resize_one(self, prefix: str, state) -> None:
+        adapter = self.get_submodule(prefix)
+        if isinstance(adapter, CompacterAdapter):
+            n = adapter.down.n
+            m = state[f"{prefix}.down.phm_w"].shape[1] * n
+            d = adapter.down.in_features
+            rules = (adapter.down._rule_owner[0], adapter.up._rule_owner[0])
+            adapter.down = PHMLinear(d, m, n, rule_owner=rules[0])
+            adapter.up = PHMLinear(m, d, n, rule_owner=rules[1])
+        elif isinstance(adapter, BottleneckAdapter):
+            m, d = state[f"{prefix}.down.weight"].shape
+            adapter.down = nn.Linear(d, m)
+            adapter.up = nn.Linear(m, d)
+        else:  # pragma: no cover - _RESIZABLE only matches adapters
+            raise ValueError(f"{prefix!r} is not a bottleneck adapter")
+        for p in adapter.parameters():
+            p.requires_grad_(True)
+
+
+def build_model(cfg: ModelConfig) -> FedModel:
+    """Build backbone + PEFT method from a validated :class:`ModelConfig`."""
+    return FedModel(cfg)
+
+
+def save_trainable_state(path: str | Path, state: dict[str, torch.Tensor]) -> None:
+    """Write a named state to a ``.safetensors`` file (exact round trip with load_state_file)."""
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path))
+
+
+def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a named state written by :func:`save_trainable_state`."""
+    if not Path(path).is_file():
+        raise ValueError(f"state file not found: {path}")
+    return load_file(str(path))
+
+
+def set_frozen_companion(model: FedModel, state: dict[str, torch.Tensor] | None) -> None:
+    """Attach (or with None remove) a frozen copy of another adapter state beside each adapter.
+
+    For FedPIA's parallel client integration: every bottleneck adapter computes
+    a_L(x) + a_G(x), a_L trainable, a_G built from ``state`` (same keys as trainable_state, any
+    width) and stored in non-persistent buffers: not parameters, not in trainable_state.
+    """
+    if model.cfg.peft not in BOTTLENECK:
+        raise ValueError(f"set_frozen_companion needs a bottleneck peft {BOTTLENECK}, "
+                         f"got {model.cfg.peft!r}")
+    adapters = {n: m for n, m in model.named_modules()
+                if isinstance(m, (BottleneckAdapter, CompacterAdapter))}
+    if state is None:
+        for mod in adapters.values():
+            mod.set_companion(None)
+        return
+    shadow = build_shadow(model, state)
+    for name, mod in adapters.items():
+        mod.set_companion({k: v.detach() for k, v in shadow[name].items()})
+
+
+def build_shadow(model: FedModel, state: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """Dense matrices of every adapter of ``state`` (PHM products computed with its rules)."""
+    missing = sorted(set(model.trainable_parameters()) - set(state))
+    if missing:
+        raise ValueError(f"companion state is missing keys {missing[:5]} ({len(missing)})")
+    out = {}
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if isinstance(mod, BottleneckAdapter):
+                out[name] = {f"{a}_{b}": state[f"{name}.{a}.{b}"]
+                             for a in ("down", "up") for b in ("weight", "bias")}
+            elif isinstance(mod, CompacterAdapter):
+                out[name] = _phm_dense(name, mod, state)
+    return out
+
+
+def _phm_dense(name: str, mod: CompacterAdapter, state) -> dict[str, torch.Tensor]:
+    res = {}
+    for part in ("down", "up"):
+        rule = state["phm_rules." + part + ".phm_rule"]
+        w = state[f"{name}.{part}.phm_w"]
+        n, o, i = w.shape
+        res[f"{part}_weight"] = torch.einsum("iac,ibe->abce", rule, w).reshape(n * o, n * i)
+        res[f"{part}_bias"] = state[f"{name}.{part}.bias"]
+    return res
