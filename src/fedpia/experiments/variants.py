@@ -1,0 +1,63 @@
+"""Named method variants for ``fedpia compare``: a strategy + knobs + PEFT method.
+
+The paper's table rows are variants: "fedavg" keeps the preset's adapter (Houlsby), "fedavg-lora"
+is LoRA + FedAvg, "fedpia-server-only" is the ablation without client PIA, and so on. Any
+registered strategy name is also accepted as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedpia.experiments.config import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    strategy: str
+    options: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+VARIANTS: dict[str, Variant] = {
+    "fedpia": Variant("fedpia", {}, {}, "FedPIA: server + client PIA (activation cost)"),
+    "fedpia-server-only": Variant("fedpia", {"client_pia": False}, {}, "ablation: w/o client PIA"),
+    "fedpia-client-only": Variant("fedpia", {"server_pia": False}, {}, "ablation: w/o server PIA"),
+    "fedpia-weight-cost": Variant("fedpia", {"client_cost": "weight"}, {}, "ablation: weight-based client cost"),
+    "fedpia-parallel": Variant("fedpia", {"integration": "parallel"}, {}, "parallel integration on clients"),
+    "fedavg": Variant("fedavg", {}, {}, "adapter (preset's PEFT, Houlsby) + FedAvg"),
+    "fedavg-parallel": Variant("fedavg", {}, {"peft": "parallel"}, "Parallel adapter + FedAvg"),
+    "fedavg-compacter": Variant("fedavg", {}, {"peft": "compacter"}, "Compacter + FedAvg"),
+    "fedavg-lora": Variant("fedavg", {}, {"peft": "lora"}, "LoRA + FedAvg"),
+    "fedavg-bias": Variant("fedavg", {}, {"peft": "bias"}, "Bias tuning + FedAvg"),
+    "fedavg-layernorm": Variant("fedavg", {}, {"peft": "layernorm"}, "LayerNorm tuning + FedAvg"),
+    "promptfl": Variant("fedavg", {}, {"peft": "prompt"}, "PromptFL: prompt tuning + FedAvg"),
+    "classifier-only": Variant("fedavg", {}, {"peft": "classifier"}, "only heads trained"),
+    "full-finetune": Variant("fedavg", {}, {"peft": "full"}, "full fine-tuning + FedAvg"),
+    "local": Variant("local", {}, {}, "local training only, no federation"),
+}
+
+
+def apply_variant(base: ExperimentConfig, name: str) -> ExperimentConfig:
+    """``base`` with the strategy, knobs and PEFT method of variant ``name``."""
+    from fedpia.strategies import STRATEGIES
+
+    if name in VARIANTS:
+        v = VARIANTS[name]
+    elif name in STRATEGIES:
+        v = Variant(name)
+    else:
+        allowed = sorted(set(VARIANTS) | set(STRATEGIES))
+        raise ValueError(f"unknown method {name!r}; allowed: {allowed}")
+    raw = base.to_dict()
+    raw["name"] = f"{base.name}/{name}"
+    raw["strategy"] = v.strategy
+    raw["strategy_options"] = dict(v.options) if v.strategy != base.strategy or v.options else (
+        dict(base.strategy_options)
+    )
+    if v.strategy == "fedpia" and base.strategy == "fedpia":
+        raw["strategy_options"] = {**base.strategy_options, **v.options}
+    raw["model"] = {**base.model, **v.model}
+    return ExperimentConfig.from_dict(raw)
