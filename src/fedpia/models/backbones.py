@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .processors import CLIP_MEAN_STD, IMAGENET_HALF, BERT_VOCAB_SIZE
+from .processors import BERT_VOCAB_SIZE, CLIP_MEAN_STD, IMAGENET_HALF
 
 logger = logging.getLogger(__name__)
 

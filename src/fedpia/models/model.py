@@ -176,8 +176,11 @@ def set_frozen_companion(model: FedModel, state: dict[str, torch.Tensor] | None)
     For FedPIA's parallel client integration: every bottleneck adapter computes
     a_L(x) + a_G(x), a_L trainable, a_G built from ``state`` (same keys as trainable_state, any
     width) and stored in non-persistent buffers: not parameters, not in trainable_state.
+    ``None`` is a no-op for non-bottleneck methods; a state raises ValueError for them.
     """
     if model.cfg.peft not in BOTTLENECK:
+        if state is None:
+            return  # nothing attached, nothing to remove
         raise ValueError(f"set_frozen_companion needs a bottleneck peft {BOTTLENECK}, "
                          f"got {model.cfg.peft!r}")
     adapters = {n: m for n, m in model.named_modules()

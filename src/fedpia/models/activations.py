@@ -1,0 +1,78 @@
+"""Token-pooled activations of adapter hidden units (FedPIA's client-side alignment support).
+
+For every unit group g of ``model.trainable_state()`` (``fedpia.align.unit_groups``), the module
+producing the units is found from the group's ``role="in"`` weight key (``<prefix>.down.weight``
+-> ``<prefix>.down``, ``<prefix>.lora_A.default.weight`` -> ``<prefix>.lora_A.default``,
+``<prefix>.down.phm_w`` -> ``<prefix>.down``). Its output h (before the nonlinearity), shape
+[B, T, repeat * w], is mean-pooled over the T tokens (all tokens, padding included):
+
+    a_g = (1/T) Σ_t h[:, t, :]                      -> [B, repeat * w]
+
+and reshaped to ``Tensor[n_samples, width]`` as align's activation cost expects:
+- repeat = 1 (bottleneck, LoRA): [B, w].
+- repeat = n (Compacter, w = m/n): [B, n, w] -> [B * n, w]; the n Kronecker blocks count as
+  extra samples of the same unit, because a unit permutation acts identically in every block.
+So unit i of group g is described by column i across samples, and permuting the units permutes
+the columns of a_g.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _members(group):
+    """Normalise a unit group to a list of (key, axis, role, repeat) tuples."""
+    members = getattr(group, "members", group)
+    out = []
+    for m in members:
+        if isinstance(m, (tuple, list)):
+            out.append(tuple(m))
+        else:
+            out.append((m.key, m.axis, m.role, getattr(m, "repeat", 1)))
+    return out
+
+
+def producer_modules(state: dict[str, torch.Tensor]) -> dict[str, tuple[str, int]]:
+    """{group name: (module name producing the units, repeat)} for a trainable state."""
+    from fedpia.align import unit_groups
+
+    out = {}
+    for gname, group in unit_groups(state).items():
+        ins = [m for m in _members(group) if m[2] == "in" and not m[0].endswith(".bias")]
+        if len(ins) != 1:
+            raise ValueError(f"unit group {gname!r}: expected one producing weight, got {ins}")
+        key, _, _, repeat = ins[0]
+        out[gname] = (key.rsplit(".", 1)[0], int(repeat))
+    return out
+
+
+def adapter_activations(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """{group name: Tensor[n_samples, width]} token-pooled unit activations on ``batch``.
+
+    Runs one forward pass of ``model`` (its current mode; call ``model.eval()`` for
+    deterministic values) with forward hooks on the unit-producing modules.
+    """
+    producers = producer_modules(model.trainable_state())
+    acts: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make_hook(gname: str, repeat: int):
+        def hook(module, inputs, output):
+            pooled = output.mean(dim=1) if output.dim() == 3 else output
+            b, width = pooled.shape[0], pooled.shape[-1] // repeat
+            acts[gname] = pooled.reshape(b, repeat, width).reshape(b * repeat, width)
+
+        return hook
+
+    try:
+        for gname, (mname, repeat) in producers.items():
+            handles.append(model.get_submodule(mname).register_forward_hook(make_hook(gname, repeat)))
+        model(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    missing = sorted(set(producers) - set(acts))
+    if missing:
+        raise ValueError(f"adapter_activations: groups {missing[:5]} produced no activation")
+    return acts
