@@ -94,6 +94,7 @@ def client_round(
     seed: int,
     train_cfg: TrainConfig,
     probe_samples: int,
+    num_clients: int = 0,
 ) -> tuple[ClientUpdate, ClientState, dict[str, float]]:
     """Client-side hooks + local training for round ``round_`` (seeded by ``(seed, round, index)``)."""
     cseed = derive_seed(seed, round_, rt.index)
@@ -127,6 +128,21 @@ def client_round(
         "train_time": t2 - t1,
     }
     return update, new_state, info
+
+
+def _train_pass(
+    rt: ClientRuntime, start: State, hooks: Any, head: State, cfg: TrainConfig, lr: float, seed: int
+) -> tuple[State, State, dict[str, float]]:
+    """One local training pass; a distillation teacher is scored once on the training split."""
+    distill = None
+    if hooks.distill_teacher is not None:
+        rt.head.load_state_dict(head)
+        rt.model.load_trainable_state(hooks.distill_teacher)
+        distill = predict(rt.model, rt.head, rt.train)
+    return train_local(
+        rt.model, rt.head, rt.train, start=start, head_state=head, cfg=cfg, lr=lr, seed=seed,
+        hooks=hooks, distill_logits=distill,
+    )
 
 
 def evaluate_adapter(rt: ClientRuntime, adapter: State, head: State) -> dict[str, Any]:

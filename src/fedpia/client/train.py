@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fedpia.aggregation import mutual_distillation_loss
 from fedpia.client.encode import EncodedSplit
 from fedpia.strategies.base import LocalHooks, State
 
@@ -90,8 +91,12 @@ def train_local(
     lr: float,
     seed: int,
     hooks: LocalHooks | None = None,
+    distill_logits: torch.Tensor | None = None,
 ) -> tuple[State, State, dict[str, float]]:
     """Train ``start`` (loaded into the shared ``model``) and ``head`` on ``data``.
+
+    ``distill_logits`` [N, C]: teacher predictions on the N training samples; adds
+    ``hooks.distill_weight · KD(student, teacher)`` (FedDAT's mutual distillation).
 
     Returns (trained adapter state, trained head state, stats with mean loss and steps).
     """
@@ -115,7 +120,13 @@ def train_local(
     total = 0.0
     try:
         for idx in _batches(len(data), cfg.batch_size, steps, gen):
-            loss = task_loss(data.task, head(model(data.batch(idx))), data.targets[idx])
+            logits = head(model(data.batch(idx)))
+            loss = task_loss(data.task, logits, data.targets[idx])
+            if distill_logits is not None:
+                loss = loss + hooks.distill_weight * mutual_distillation_loss(
+                    logits, distill_logits[idx], temperature=hooks.distill_temperature,
+                    kind="multilabel" if data.task == "multilabel" else "multiclass",
+                )
             if hooks.extra_loss is not None:
                 loss = loss + hooks.extra_loss(named)
             opt.zero_grad(set_to_none=True)

@@ -166,7 +166,9 @@ class Simulator:
         for i, reason in rejected.items():
             log.warning("round %d: rejected update of %s: %s", r, updates[i].client, reason)
         kept = [updates[i] for i in valid]
-        ctx = RoundContext(round=r, num_rounds=self.sim.rounds, seed=self.sim.seed)
+        ctx = RoundContext(
+            round=r, num_rounds=self.sim.rounds, seed=self.sim.seed, num_clients=len(self.clients)
+        )
         t_srv = time.perf_counter()
         try:
             server, diag = self.strategy.aggregate(state.server, kept, ctx)

@@ -12,7 +12,12 @@ from fedpia.strategies.base import (
     Strategy,
 )
 from fedpia.strategies.fedpia import FedPIA
-from fedpia.strategies.registry import STRATEGIES, build_strategy, register_strategy, strategy_fields
+from fedpia.strategies.registry import (
+    STRATEGIES,
+    build_strategy,
+    register_strategy,
+    strategy_fields,
+)
 
 __all__ = [
     "STRATEGIES",

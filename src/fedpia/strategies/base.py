@@ -11,7 +11,8 @@ returns new state; the in-process simulator (``fedpia.sim``) and the Flower apps
         start, hooks = strategy.client_start(payload, cstate_k, ctx, probe=...)  # client PIA,
                                                                   # prox / scaffold / distill hooks
         trained = <local training from `start` with hooks>
-        update_k, cstate_k = strategy.client_finish(trained, payload, cstate_k, ctx)
+        second  = strategy.second_pass(trained, payload, cstate_k, ctx)  # optional 2nd training
+        update_k, cstate_k = strategy.client_finish(trained, payload, cstate_k, ctx, second=...)
         # back on the server:
         server, diag = strategy.aggregate(server, [update_k ...], ctx)
 
@@ -40,6 +41,7 @@ class RoundContext:
     num_examples: int = 0
     local_steps: int = 0
     lr: float = 0.0
+    num_clients: int = 0
 
 
 @dataclass
@@ -84,8 +86,9 @@ class LocalHooks:
     ``extra_loss(named_params) -> Tensor`` is added to the task loss (FedProx, Ditto).
     ``grad_correction(name, grad) -> grad`` is applied before the optimizer step (SCAFFOLD).
     ``trainable(name) -> bool`` can freeze part of the adapter (FFA-LoRA freezes lora_A).
-    ``distill_teacher``: a state trained beside the shared adapter with mutual distillation
-    (FedDAT); ``parallel_frozen``: a frozen adapter added beside the trainable one (FedPIA's
+    ``distill_teacher``: an adapter whose predictions (with the client's head, computed once on
+    the training split before the pass) are a distillation target (FedDAT), weighted by
+    ``distill_weight`` at ``distill_temperature``; ``parallel_frozen``: a frozen adapter added beside the trainable one (FedPIA's
     parallel integration).
     """
 
@@ -93,6 +96,8 @@ class LocalHooks:
     grad_correction: Callable[[str, torch.Tensor], torch.Tensor] | None = None
     trainable: Callable[[str], bool] | None = None
     distill_teacher: State | None = None
+    distill_weight: float = 1.0
+    distill_temperature: float = 1.0
     parallel_frozen: State | None = None
 
 
@@ -134,12 +139,25 @@ class Strategy:
         """The adapter local training starts from, and the hooks that shape the local objective."""
         return {k: v.clone() for k, v in payload["adapter"].items()}, LocalHooks()
 
+    def second_pass(
+        self,
+        trained: State,
+        payload: Mapping[str, State],
+        client: ClientState,
+        ctx: RoundContext,
+    ) -> tuple[State, LocalHooks] | None:
+        """An optional second local training (Ditto's personal model, FedDAT's shared adapter):
+        ``(start, hooks)`` or None. Its result reaches :meth:`client_finish` as ``second``."""
+        return None
+
     def client_finish(
         self,
         trained: State,
         payload: Mapping[str, State],
         client: ClientState,
         ctx: RoundContext,
+        *,
+        second: State | None = None,
     ) -> tuple[ClientUpdate, ClientState]:
         update = ClientUpdate(client=ctx.client, state=trained, num_examples=ctx.num_examples)
         new_client = replace(client, adapter=trained, rounds_trained=client.rounds_trained + 1)
