@@ -95,6 +95,7 @@ class Simulator:
         train: TrainConfig,
         checkpoint_dir: Path | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        initial_adapter: State | None = None,
     ) -> None:
         if not data.clients:
             raise ValueError(f"setting {data.setting!r} has no clients")
@@ -106,7 +107,10 @@ class Simulator:
         for i, split in enumerate(data.clients):
             self.on_event("encode", {"client": split.name})
             self.clients.append(ClientRuntime.build(model, split, index=i, seed=sim.seed))
-        self.initial_adapter = model.trainable_state()
+        # every client starts from the same adapter (the model's current one unless given)
+        self.initial_adapter = (
+            initial_adapter if initial_adapter is not None else model.trainable_state()
+        )
 
     # ---------------------------------------------------------------- state
     def initial_state(self) -> SimState:

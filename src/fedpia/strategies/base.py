@@ -168,6 +168,8 @@ class Strategy:
     ) -> tuple[ServerState, dict[str, Any]]:
         from fedpia.align import fedavg
 
+        if not server.adapter:  # nothing shared (classifier-only: heads stay local)
+            return replace(server, round=ctx.round), {}
         avg = fedavg([u.state for u in updates], [float(u.num_examples) for u in updates])
         return replace(server, adapter=avg, round=ctx.round), {}
 
