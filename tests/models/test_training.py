@@ -82,3 +82,15 @@ def test_adapters_start_close_to_backbone(real_inputs):
     with torch.no_grad():
         diff = (adapted.eval()(batch) - plain(batch)).abs().max()
     assert 0 < diff < 1e-2
+
+
+@pytest.mark.parametrize("backbone", ["vilt", "blip", "clip"])
+def test_pooled_features_depend_on_image_and_text(backbone, real_inputs):
+    model = build_model(ModelConfig(backbone=backbone, peft="classifier")).eval()
+    images, texts = real_inputs
+    with torch.no_grad():
+        y = model(model.processor(images[:2], texts[:2]))
+        y_img = model(model.processor(images[2:], texts[:2]))
+        y_txt = model(model.processor(images[:2], texts[2:]))
+    assert y.shape == (2, model.hidden_size)
+    assert (y - y_img).abs().max() > 1e-3 and (y - y_txt).abs().max() > 1e-3

@@ -21,29 +21,16 @@ from __future__ import annotations
 import torch
 
 
-def _members(group):
-    """Normalise a unit group to a list of (key, axis, role, repeat) tuples."""
-    members = getattr(group, "members", group)
-    out = []
-    for m in members:
-        if isinstance(m, (tuple, list)):
-            out.append(tuple(m))
-        else:
-            out.append((m.key, m.axis, m.role, getattr(m, "repeat", 1)))
-    return out
-
-
 def producer_modules(state: dict[str, torch.Tensor]) -> dict[str, tuple[str, int]]:
-    """{group name: (module name producing the units, repeat)} for a trainable state."""
+    """{group name: (module name producing the units, group width w)} for a trainable state."""
     from fedpia.align import unit_groups
 
     out = {}
-    for gname, group in unit_groups(state).items():
-        ins = [m for m in _members(group) if m[2] == "in" and not m[0].endswith(".bias")]
+    for group in unit_groups(state):
+        ins = [m for m in group.members if m.role == "in" and not m.key.endswith(".bias")]
         if len(ins) != 1:
-            raise ValueError(f"unit group {gname!r}: expected one producing weight, got {ins}")
-        key, _, _, repeat = ins[0]
-        out[gname] = (key.rsplit(".", 1)[0], int(repeat))
+            raise ValueError(f"unit group {group.name!r}: expected one producing weight, got {ins}")
+        out[group.name] = (ins[0].key.rsplit(".", 1)[0], int(group.width))
     return out
 
 
@@ -57,17 +44,17 @@ def adapter_activations(model, batch: dict[str, torch.Tensor]) -> dict[str, torc
     acts: dict[str, torch.Tensor] = {}
     handles = []
 
-    def make_hook(gname: str, repeat: int):
+    def make_hook(gname: str, width: int):
         def hook(module, inputs, output):
-            pooled = output.mean(dim=1) if output.dim() == 3 else output
-            b, width = pooled.shape[0], pooled.shape[-1] // repeat
+            pooled = output.mean(dim=1) if output.dim() == 3 else output  # [B, repeat * w]
+            b, repeat = pooled.shape[0], pooled.shape[-1] // width
             acts[gname] = pooled.reshape(b, repeat, width).reshape(b * repeat, width)
 
         return hook
 
     try:
-        for gname, (mname, repeat) in producers.items():
-            handles.append(model.get_submodule(mname).register_forward_hook(make_hook(gname, repeat)))
+        for gname, (mname, width) in producers.items():
+            handles.append(model.get_submodule(mname).register_forward_hook(make_hook(gname, width)))
         model(batch)
     finally:
         for h in handles:

@@ -201,7 +201,9 @@ class BlipBackbone(Backbone):
         from transformers import BlipConfig
 
         text = dict(_TINY_TEXT, encoder_hidden_size=32, sep_token_id=102, **_BERT_IDS)
-        return BlipConfig(text_config=text, vision_config=dict(_TINY_VISION))
+        # BlipVisionConfig defaults to initializer_range=1e-10 (image features ~0 at random init)
+        vision = dict(_TINY_VISION, initializer_range=0.02)
+        return BlipConfig(text_config=text, vision_config=vision)
 
     @classmethod
     def hf_class(cls):
