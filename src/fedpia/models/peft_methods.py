@@ -10,7 +10,7 @@ parameters (``requires_grad=True``). The trainable state is then
 | houlsby / parallel | ``*.adapter.down|up.*`` | in-house (adapters.py) |
 | compacter | ``*.adapter.down|up.phm_w|bias`` + ``phm_rules.down|up.phm_rule`` | in-house |
 | lora | ``*.lora_A|lora_B.default.weight`` (query/value Linears) | peft ``inject_adapter_in_model`` |
-| layernorm | weight/bias of every LayerNorm of the backbone | in-house (see docs/models.md) |
+| layernorm | ``*.ln_tuning_layers.default.weight|bias`` (a copy of every LayerNorm) | peft ``LNTuningConfig`` |
 | bias | every ``*.bias`` of the backbone | in-house (BitFit) |
 | classifier | nothing (only the client head, outside the model) | — |
 | full | every backbone parameter | — |
@@ -86,10 +86,22 @@ def apply_lora(model, cfg, generator: torch.Generator) -> None:
 
 
 def apply_layernorm(model, cfg, generator: torch.Generator) -> None:
-    for mod in model.backbone.modules():
-        if isinstance(mod, nn.LayerNorm):
-            for p in mod.parameters():
-                p.requires_grad_(True)
+    """peft LN tuning: every LayerNorm gets a trainable copy ``<ln>.ln_tuning_layers.default``.
+
+    (peft warns "Unsupported layer type" for plain nn.LayerNorm on the injection path; the
+    layer works: tests check that only these copies train and that outputs change.)
+    """
+    import warnings
+
+    from peft import LNTuningConfig, inject_adapter_in_model
+
+    names = [n for n, m in model.backbone.hf.named_modules() if isinstance(m, nn.LayerNorm)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unsupported layer type")
+        inject_adapter_in_model(LNTuningConfig(target_modules=names), model.backbone.hf)
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    _mark(model, lambda n: ".ln_tuning_layers." in n)
 
 
 def apply_bias(model, cfg, generator: torch.Generator) -> None:
