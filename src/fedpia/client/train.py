@@ -97,7 +97,6 @@ def train_local(
 
     ``distill_logits`` [N, C]: teacher predictions on the N training samples; adds
     ``hooks.distill_weight · KD(student, teacher)`` (FedDAT's mutual distillation).
-
     Returns (trained adapter state, trained head state, stats with mean loss and steps).
     """
     from fedpia.models import set_frozen_companion
@@ -108,39 +107,44 @@ def train_local(
     head.load_state_dict(head_state)
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     opt_params = [p for n, p in named.items() if hooks.trainable is None or hooks.trainable(n)]
-    groups = [{"params": opt_params, "lr": lr}]
-    groups.append(
-        {"params": list(head.parameters()), "lr": lr if cfg.head_lr is None else cfg.head_lr}
+    head_lr = lr if cfg.head_lr is None else cfg.head_lr
+    opt = torch.optim.AdamW(
+        [{"params": opt_params, "lr": lr}, {"params": list(head.parameters()), "lr": head_lr}],
+        weight_decay=cfg.weight_decay,
     )
-    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    clip = opt_params + list(head.parameters())
     gen = torch.Generator().manual_seed(seed)
     steps = cfg.steps_for(len(data))
+    kd_kind = "multilabel" if data.task == "multilabel" else "multiclass"
     model.train()
     head.train()
     total = 0.0
     try:
-        for idx in _batches(len(data), cfg.batch_size, steps, gen):
-            logits = head(model(data.batch(idx)))
-            loss = task_loss(data.task, logits, data.targets[idx])
-            if distill_logits is not None:
-                loss = loss + hooks.distill_weight * mutual_distillation_loss(
-                    logits, distill_logits[idx], temperature=hooks.distill_temperature,
-                    kind="multilabel" if data.task == "multilabel" else "multiclass",
-                )
-            if hooks.extra_loss is not None:
-                loss = loss + hooks.extra_loss(named)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if hooks.grad_correction is not None:
-                for n, p in named.items():
-                    if p.grad is not None:
-                        p.grad = hooks.grad_correction(n, p.grad)
-            if cfg.max_grad_norm > 0:
-                nn.utils.clip_grad_norm_(opt_params + list(head.parameters()), cfg.max_grad_norm)
-            opt.step()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"local training diverged (loss={loss.item()})")
-            total += float(loss.detach())
+        # dropout draws from torch's global RNG: fork and seed it from the round's seed so runs
+        # are reproducible (and resumable) without touching the caller's RNG state
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for idx in _batches(len(data), cfg.batch_size, steps, gen):
+                logits = head(model(data.batch(idx)))
+                loss = task_loss(data.task, logits, data.targets[idx])
+                if distill_logits is not None:
+                    loss = loss + hooks.distill_weight * mutual_distillation_loss(
+                        logits, distill_logits[idx], temperature=hooks.distill_temperature, kind=kd_kind
+                    )
+                if hooks.extra_loss is not None:
+                    loss = loss + hooks.extra_loss(named)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"local training diverged (loss={loss.item()})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if hooks.grad_correction is not None:
+                    for n, p in named.items():
+                        if p.grad is not None:
+                            p.grad = hooks.grad_correction(n, p.grad)
+                if cfg.max_grad_norm > 0:
+                    nn.utils.clip_grad_norm_(clip, cfg.max_grad_norm)
+                opt.step()
+                total += float(loss.detach())
     finally:
         set_frozen_companion(model, None)
     trained = model.trainable_state()

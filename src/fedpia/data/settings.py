@@ -39,7 +39,10 @@ def get_setting(name: str, *, data_root: str | Path | None = None, seed: int = 0
     if name not in SETTINGS:
         raise ValueError(f"unknown setting {name!r}; known: {sorted(SETTINGS)}")
     fn = SETTINGS[name]
-    allowed = set(inspect.signature(fn).parameters) - {"data_root", "seed"}
+    params = inspect.signature(fn).parameters
+    allowed = {p for p, v in params.items() if v.kind is not v.VAR_KEYWORD} - {"data_root", "seed"}
+    if any(v.kind is v.VAR_KEYWORD for v in params.values()):
+        allowed |= set(_SYN_DEFAULTS)  # synthetic builders forward sizes to _synthetic
     bad = sorted(set(overrides) - allowed)
     if bad:
         raise ValueError(f"setting {name!r} has no knob(s) {bad}; knobs: {sorted(allowed)}")
