@@ -35,11 +35,35 @@ def check_weights(weights: Sequence[float] | torch.Tensor, n: int) -> torch.Tens
     return w / total
 
 
-def _check_finite(state: Mapping[str, torch.Tensor], label: str) -> None:
+def check_finite(state: Mapping[str, torch.Tensor], label: str) -> None:
+    """Raise ``ValueError`` naming the first key of ``state`` with NaN/Inf values."""
     for key, t in state.items():
         # A finite sum implies finite entries (NaN/Inf propagate); confirm exactly otherwise.
         if not torch.isfinite(t.sum()) and not bool(torch.isfinite(t).all()):
             raise ValueError(f"key {key!r} in {label} has NaN/Inf values")
+
+
+def check_finite_sum(
+    states: Sequence[Mapping[str, torch.Tensor]],
+    p: Sequence[float],
+    total: Mapping[str, torch.Tensor],
+    *,
+    what: str = "states",
+) -> None:
+    """NaN/Inf check folded into a weighted sum ``total = Σ_k p_k S_k`` (saves a pass over data).
+
+    NaN/Inf in any ``S_k`` with ``p_k > 0`` propagate into ``total``; only then are the clients
+    scanned (to name key and state). States with ``p_k = 0`` are scanned directly.
+    """
+    bad = [k for k, t in total.items()
+           if not torch.isfinite(t.sum()) and not bool(torch.isfinite(t).all())]
+    for idx, s in enumerate(states):
+        if p[idx] == 0.0:
+            check_finite(s, f"{what}[{idx}]")
+        elif bad:
+            check_finite({k: s[k] for k in bad}, f"{what}[{idx}]")
+    if bad:
+        raise ValueError(f"key {bad[0]!r}: the weighted average overflows to Inf")
 
 
 def _unit_free_shape(t: torch.Tensor, axis: int | None) -> tuple[int, ...]:
@@ -55,13 +79,15 @@ def check_states(
     what: str = "states",
     labels: Sequence[str] | None = None,
     same_width: bool = True,
+    finite: bool = True,
 ) -> list[UnitGroup]:
     """Validate a list of named states and return the unit groups of ``states[0]``.
 
     Checks: at least one state; no empty state; equal key sets; floating dtypes equal per key;
     finite values; equal shapes per key (with ``same_width=False`` a group member may differ on
     its unit axis only, i.e. clients may have different adapter widths); same unit groups.
-    ``labels`` names the states in messages (default ``f"{what}[k]"``).
+    ``labels`` names the states in messages (default ``f"{what}[k]"``). ``finite=False`` skips the
+    NaN/Inf scan: the caller then runs :func:`check_finite_sum` on its weighted sum instead.
     """
     names_ = list(labels) if labels is not None else [f"{what}[{k}]" for k in range(len(states))]
     if len(states) == 0:
@@ -90,11 +116,12 @@ def check_states(
                 if _unit_free_shape(t, ax) != _unit_free_shape(r, ax):
                     raise ValueError(f"key {key!r}: shape {tuple(t.shape)} in {names_[idx]} != "
                                      f"{tuple(r.shape)} in {names_[0]}")
-            if not same_width:
+            if not same_width and any(s[k].shape != ref[k].shape for k in axis_of):
                 other = [g.name for g in unit_groups(s)]
                 if other != names:
                     raise ValueError(f"{names_[idx]} unit groups {other} != {names} of {names_[0]}")
-        _check_finite(s, names_[idx])
+        if finite:
+            check_finite(s, names_[idx])
     return groups
 
 
@@ -116,4 +143,18 @@ def check_acts(
         if not bool(torch.isfinite(a).all()):
             raise ValueError(f"{what}[{g.name!r}] has NaN/Inf values")
         out[g.name] = a
+    return out
+
+
+def client_groups(
+    states: Sequence[Mapping[str, torch.Tensor]], groups: Sequence[UnitGroup]
+) -> list[dict[str, UnitGroup]]:
+    """Unit groups of every state (validated by :func:`check_states`); re-derived only for states
+    whose group tensors differ in shape from ``states[0]`` (another adapter width)."""
+    first = {g.name: g for g in groups}
+    keys = [k for g in groups for k in g.keys]
+    out = []
+    for s in states:
+        same = all(s[k].shape == states[0][k].shape for k in keys)
+        out.append(first if same else {g.name: g for g in unit_groups(s)})
     return out

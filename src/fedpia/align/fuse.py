@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from fedpia.align.checks import check_states, check_weights
+from fedpia.align.checks import check_finite_sum, check_states, check_weights
 from fedpia.align.pairwise import align
 
 State = dict[str, torch.Tensor]
@@ -34,9 +34,11 @@ def fedavg(
     ``ValueError`` (naming the key) for empty input, mismatched key sets / shapes / dtypes,
     NaN/Inf values, and negative, non-finite or zero-sum weights.
     """
-    check_states(states)
-    p = check_weights(weights, len(states))
-    return weighted_sum(states, p.tolist())
+    check_states(states, finite=False)
+    p = check_weights(weights, len(states)).tolist()
+    out = weighted_sum(states, p)
+    check_finite_sum(states, p, out)
+    return out
 
 
 def fedpia_client(

@@ -26,11 +26,18 @@ from dataclasses import dataclass
 
 import torch
 
-from fedpia.align.checks import check_choice, check_states, check_weights
+from fedpia.align.checks import (
+    check_choice,
+    check_finite,
+    check_finite_sum,
+    check_states,
+    check_weights,
+    client_groups,
+)
 from fedpia.align.fuse import weighted_sum
-from fedpia.align.groups import UnitGroup, full_index, unit_groups
+from fedpia.align.groups import Member, UnitGroup, full_index, unit_groups
 from fedpia.align.pairwise import group_cost
-from fedpia.align.transport import SOLVERS, GroupPlan, assignment, map_member, transport_plan
+from fedpia.align.transport import SOLVERS, GroupPlan, assignments, map_member, transport_plan
 from fedpia.align.transport import unit_rows as _rows
 
 log = logging.getLogger(__name__)
@@ -54,37 +61,44 @@ class ServerResult:
     iterations: int
 
 
-def _sq(x: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(x, dim=1, dtype=torch.float64).square()
+def _row_sq(x: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(x, dim=1).double().square()
+
+
+def _perm_member(t: torch.Tensor, m: Member, width: int, perm: torch.Tensor) -> torch.Tensor:
+    return t.index_select(m.axis, full_index(perm, m, width))
 
 
 def _fast_group(states, anchor, g: UnitGroup, *, squared: bool, include_outgoing: bool):
-    """Exact alignment of equal-width groups: permutations ``[K, w]`` and ``||W̃_k − A||²``."""
+    """Exact alignment of equal-width groups: permutations (``[w]`` each) and ``||W̃_k − A||²``.
+
+    One Gram matrix ``G_k = X_k Yᵀ`` per client (``X_k``, ``Y``: ``[w, f]`` support points, summed
+    over members with ``addmm_``) gives ``C_k² = |x|² + |y|² − 2 G_k``, and the support part of
+    ``||W̃_k − A||²`` as ``Σ_j C_k²[perm_k[j], j]`` (Gram in the state's dtype: for float32 the
+    cancellation error is ~1e-6·|A|², i.e. ``d_k`` resolves differences above ~1e-3·|A|).
+    """
     w, feat = g.width, [m for m in g.members if m.role == "in" or include_outgoing]
-    rest = [m for m in g.members if m not in feat]
     ref = [_rows(anchor[m.key], m, w) for m in feat]
-    ref_rest = [_rows(anchor[m.key], m, w).contiguous() for m in rest]
-    ref_sq = sum(_sq(r) for r in ref)
-    gram = torch.empty(len(states), w, w, dtype=torch.float64)
+    ref_sq = sum(_row_sq(r) for r in ref)
+    gram = torch.empty(len(states), w, w, dtype=ref[0].dtype)
     src_sq = torch.empty(len(states), w, dtype=torch.float64)
     for k, s in enumerate(states):
         rows = [_rows(s[m.key], m, w) for m in feat]
-        gram[k] = sum(x @ y.T for x, y in zip(rows, ref, strict=True))
-        src_sq[k] = sum(_sq(x) for x in rows)
-    c2 = (src_sq.unsqueeze(2) + ref_sq.view(1, 1, w) - 2.0 * gram).clamp_(min=0.0)
+        torch.mm(rows[0], ref[0].T, out=gram[k])
+        for x, y in zip(rows[1:], ref[1:], strict=True):
+            gram[k].addmm_(x, y.T)
+        src_sq[k] = sum(_row_sq(x) for x in rows)
+    c2 = (src_sq.unsqueeze(2) + ref_sq.view(1, 1, w) - 2.0 * gram.double()).clamp_(min=0.0)
     cost = c2 if squared else c2.sqrt()
-    perms = torch.empty(len(states), w, dtype=torch.int64)
-    cols = torch.arange(w)
-    dist = torch.empty(len(states), dtype=torch.float64)
-    for k, s in enumerate(states):
-        perms[k] = perm = assignment(cost[k])
-        d2 = c2[k, perm, cols].sum()
-        for m, r in zip(rest, ref_rest, strict=True):
-            x = _rows(s[m.key], m, w)
-            d2 += float(_sq(x).sum() + _sq(r).sum())
-            d2 -= 2.0 * float((x.index_select(0, perm) * r).sum(dtype=torch.float64))
-        dist[k] = d2
-    return list(perms), dist.clamp_(min=0.0)
+    perms = assignments(cost)
+    # ||W̃_k − A||² on the support members = Σ_j C²_k[perm_k[j], j] (from the Gram, float64);
+    # the other members exactly on their permuted copies
+    dist = c2.gather(1, perms.unsqueeze(1)).squeeze(1).sum(dim=1)
+    for m in (m for m in g.members if m not in feat):
+        for k, s in enumerate(states):
+            diff = _perm_member(s[m.key], m, w, perms[k]).sub_(anchor[m.key])
+            dist[k] += float(torch.linalg.vector_norm(diff)) ** 2
+    return list(perms), dist
 
 
 def _general_group(states, groups_k, anchor, g: UnitGroup, *, solver, squared, include_outgoing,
@@ -106,23 +120,22 @@ def _anchor(states, p, groups_k, g0: list[UnitGroup], *, squared, include_outgoi
     """FedAvg anchor. A group whose width differs across clients is first mapped (exact OT,
     OTFusion map) onto the *first widest* client's units, then averaged: the anchor has the
     widest width and FedAvg is recovered whenever all widths agree."""
-    grouped = {key for g in g0 for key in g.keys}
-    anchor = weighted_sum([{k: v for k, v in s.items() if k not in grouped} for s in states], p)
-    for g in g0:
+    uneven = [g for g in g0 if len({gk[g.name].width for gk in groups_k}) > 1]
+    skip = {key for g in uneven for key in g.keys}
+    anchor = weighted_sum([{k: v for k, v in s.items() if k not in skip} for s in states], p)
+    for g in uneven:
         widths = [gk[g.name].width for gk in groups_k]
-        if len(set(widths)) == 1:
-            part = weighted_sum([{m.key: s[m.key] for m in g.members} for s in states], p)
-        else:
-            r = widths.index(max(widths))
-            ref_g, aligned = groups_k[r][g.name], []
-            for s, gk in zip(states, groups_k, strict=True):
-                src = gk[g.name]
-                c = group_cost(s, states[r], src, ref_g, squared=squared,
-                               include_outgoing=include_outgoing)
-                gp = transport_plan(c, solver="exact")
-                aligned.append({m.key: map_member(s[m.key], m, src.width, gp) for m in src.members})
-            part = weighted_sum(aligned, p)
-        anchor.update(part)
+        for idx, s in enumerate(states):
+            check_finite({m.key: s[m.key] for m in g.members}, f"states[{idx}]")
+        r = widths.index(max(widths))
+        ref_g, aligned = groups_k[r][g.name], []
+        for s, gk in zip(states, groups_k, strict=True):
+            src = gk[g.name]
+            c = group_cost(s, states[r], src, ref_g, squared=squared,
+                           include_outgoing=include_outgoing)
+            gp = transport_plan(c, solver="exact")
+            aligned.append({m.key: map_member(s[m.key], m, src.width, gp) for m in src.members})
+        anchor.update(weighted_sum(aligned, p))
     return anchor
 
 
@@ -134,7 +147,7 @@ def _integration_weights(p: torch.Tensor, d: torch.Tensor, gamma: float, weighti
 
 
 def _integrate(states, anchor, g0, groups_k, maps, w: list[float]) -> State:
-    """``Σ_k w_k W̃_k`` for every key; permutations accumulate with ``index_add_`` (no copies)."""
+    """``Σ_k w_k W̃_k`` for every key; permutations accumulate in place (``index_add_`` on axis 0)."""
     out = {k: torch.zeros_like(v) for k, v in anchor.items()}
     grouped = {key for g in g0 for key in g.keys}
     for k, s in enumerate(states):
@@ -148,9 +161,11 @@ def _integrate(states, anchor, g0, groups_k, maps, w: list[float]) -> State:
             for m in gk.members:
                 if isinstance(umap, GroupPlan):
                     out[m.key].add_(map_member(s[m.key], m, gk.width, umap), alpha=w[k])
-                else:
+                elif m.axis == 0:  # scatter-add of rows: no temporary
                     inv = full_index(torch.argsort(umap), m, gk.width)
-                    out[m.key].index_add_(m.axis, inv, s[m.key], alpha=w[k])
+                    out[m.key].index_add_(0, inv, s[m.key], alpha=w[k])
+                else:  # column scatter is slow in torch: gather then add
+                    out[m.key].add_(_perm_member(s[m.key], m, gk.width, umap), alpha=w[k])
     return out
 
 
@@ -185,11 +200,12 @@ def fedpia_server(
         raise ValueError(f"gamma must be finite and >= 0, got {gamma}")
     if int(iterations) != iterations or iterations < 1:
         raise ValueError(f"iterations must be an integer >= 1, got {iterations}")
-    g0 = check_states(states, same_width=False)
+    g0 = check_states(states, same_width=False, finite=False)
     p = check_weights(weights, len(states))
-    groups_k = [{g.name: g for g in unit_groups(s)} for s in states] if g0 else [{}] * len(states)
+    groups_k = client_groups(states, g0)
     anchor = _anchor(states, p.tolist(), groups_k, g0, squared=squared,
                      include_outgoing=include_outgoing)
+    check_finite_sum(states, p.tolist(), anchor)
     for it in range(int(iterations)):
         maps: dict[str, list[UnitMap]] = {}
         sq = torch.zeros(len(states), dtype=torch.float64)

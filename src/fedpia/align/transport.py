@@ -104,17 +104,26 @@ def activation_costs(
     return cost_matrix(source_acts.T, reference_acts.T, squared=squared)
 
 
-def assignment(cost: torch.Tensor) -> torch.Tensor:
-    """Exact min-cost perfect matching of a square cost ``[n, n]``; returns ``perm`` (``[n]``).
+def assignments(cost: torch.Tensor) -> torch.Tensor:
+    """Exact min-cost perfect matchings of a batch of square costs ``[K, n, n]`` -> ``[K, n]``.
 
-    Fast exact path: when the row-wise argmins are pairwise distinct, that assignment reaches the
-    lower bound ``Σ_i min_j C[i, j]`` and is optimal; otherwise scipy's Hungarian-type solver.
+    Row ``k`` is ``perm_k`` with aligned unit ``j`` = source unit ``perm_k[j]``. Fast exact path:
+    when the row-wise argmins of ``C_k`` are pairwise distinct, that assignment reaches the lower
+    bound ``Σ_i min_j C_k[i, j]`` and is optimal; the other matrices go to scipy's
+    ``linear_sum_assignment``.
     """
-    col = cost.argmin(dim=1)
-    if torch.unique(col).numel() != col.numel():
-        _, col_np = linear_sum_assignment(cost.detach().cpu().numpy())
-        col = torch.from_numpy(np.asarray(col_np, dtype=np.int64))
-    return torch.argsort(col)  # source i -> reference col[i]  <=>  aligned[col[i]] = source[i]
+    n = cost.shape[-1]
+    col = cost.argmin(dim=2)  # [K, n]: source i -> reference col[i]
+    ok = (torch.sort(col, dim=1).values == torch.arange(n)).all(dim=1)
+    for k in torch.nonzero(~ok).flatten().tolist():
+        _, col_np = linear_sum_assignment(cost[k].detach().cpu().numpy())
+        col[k] = torch.from_numpy(np.asarray(col_np, dtype=np.int64))
+    return torch.argsort(col, dim=1)  # aligned[col[i]] = source[i]
+
+
+def assignment(cost: torch.Tensor) -> torch.Tensor:
+    """Exact min-cost matching of one square cost ``[n, n]`` -> ``perm`` (see :func:`assignments`)."""
+    return assignments(cost.unsqueeze(0))[0]
 
 
 def transport_plan(
