@@ -179,3 +179,24 @@ def test_client_error_paths(gen):
         fedpia_client(s, s, mix=1.5, cost="weight")
     with pytest.raises(ValueError, match="activation"):
         fedpia_client(s, s)  # activation cost (default) without activations
+
+
+def test_states_without_groups_reduce_to_fedavg(gen):
+    states = [{"head.weight": torch.randn(3, 4, generator=gen, dtype=torch.float64)}
+              for _ in range(3)]
+    res = fedpia_server(states, [1, 2, 3], gamma=5.0)
+    _close(res.state, fedavg(states, [1, 2, 3]))
+    assert res.distances == [0.0, 0.0, 0.0] and res.changed == [{}, {}, {}]
+
+
+def test_barycenter_iterations_keep_majority_solution(gen):
+    base = compacter_state(gen, layers=2, n=2, d=16, m=8)
+    clean = [noisy(base, gen, 0.02) for _ in range(5)]
+    clients = [permute_units(c, random_perms(base, gen)) if k == 1 else c
+               for k, c in enumerate(clean)]
+    one = fedpia_server(clients, [1] * 5)
+    three = fedpia_server(clients, [1] * 5, iterations=3)
+    oracle = _dist(fedavg(clean, [1] * 5), base)
+    assert three.iterations == 3
+    assert _dist(three.state, base) < 1.1 * oracle and _dist(one.state, base) < 1.1 * oracle
+    assert max(three.distances) <= max(one.distances) + 1e-9  # closer anchor after re-anchoring
