@@ -15,7 +15,13 @@ from fedpia.client import TrainConfig
 from fedpia.flower import FlowerRunConfig, run_flower_simulation
 from fedpia.sim import SimConfig
 
-TINY_SETTING = {"modalities": ("x-ray", "ct", "fundus")}
+TINY_SETTING = {
+    "modalities": ("x-ray", "ct", "fundus"),
+    "n_train": 24,
+    "n_val": 4,
+    "n_test": 12,
+    "image_size": 32,
+}
 TINY_MODEL = {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8}
 TINY_TRAIN = TrainConfig(lr=2e-3, batch_size=8, local_steps=2, warmup_frac=0.0)
 

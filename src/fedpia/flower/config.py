@@ -7,7 +7,8 @@ overrides). :class:`FlowerRunConfig` mirrors the fields of the experiment config
 
 ``setting``, ``data_root``, ``setting_options.<k>``, ``model.<ModelConfig field>``,
 ``strategy``, ``strategy_options.<knob>``, ``sim.<SimConfig field>``,
-``train.<TrainConfig field>``, ``num_clients``, ``on_round_failure``, ``timeout``.
+``train.<TrainConfig field>``, ``num_clients``, ``on_round_failure``, ``timeout``,
+``output_dir``.
 ``None`` values are omitted (TOML has no null) and come back as the dataclass defaults; lists /
 tuples (e.g. ``setting_options.modalities``) travel as JSON strings (``'["x-ray", "ct"]'``)
 because Flower config values are scalars only.
@@ -37,6 +38,7 @@ class FlowerRunConfig:
     ``on_round_failure``: "raise" (like the in-process simulator: the run stops with
     :class:`fedpia.sim.RoundFailed`, global state unchanged) or "skip" (log, keep the previous
     global state, continue with the next round). ``timeout``: seconds to wait for replies.
+    ``output_dir``: where the ServerApp writes ``history.json`` and the final global adapter.
     """
 
     setting: str = "synthetic"
@@ -50,6 +52,7 @@ class FlowerRunConfig:
     num_clients: int = 0
     on_round_failure: str = "raise"
     timeout: float = 3600.0
+    output_dir: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.sim, Mapping):
@@ -137,8 +140,9 @@ class FlowerRunConfig:
                 raw.setdefault(head, {})[tail] = value
             else:
                 raw[head] = value
-        if "data_root" in raw and raw["data_root"] == "":
-            raw["data_root"] = None
+        for key in ("data_root", "output_dir"):
+            if raw.get(key) == "":
+                raw[key] = None
         return cls(**raw)
 
 

@@ -74,21 +74,17 @@ def make_server_app(
     cfg: FlowerRunConfig | None = None,
     *,
     on_done: Callable[[FlowerStrategy], Any] | None = None,
-    output_dir: str | None = None,
 ) -> ServerApp:
-    """A ServerApp bound to ``cfg`` (None: read ``Context.run_config``; its key
-    ``output_dir`` (not a FlowerRunConfig field) names the directory for the outputs)."""
+    """A ServerApp bound to ``cfg`` (None: read ``Context.run_config``)."""
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
         configure_environment()
-        run_config = dict(context.run_config)
-        out = run_config.pop("output_dir", None) or output_dir
-        conf = cfg or FlowerRunConfig.from_run_config(run_config)
+        conf = cfg or FlowerRunConfig.from_run_config(context.run_config)
         strategy = run_server(grid, conf)
-        if out:
-            write_outputs(out, strategy, conf)
+        if conf.output_dir:
+            write_outputs(conf.output_dir, strategy, conf)
         if on_done is not None:
             on_done(strategy)
 
