@@ -24,7 +24,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {}
 
-_TINY_TRAIN = {"lr": 2e-3, "batch_size": 16, "local_epochs": 1, "warmup_frac": 0.1}
+_TINY_TRAIN = {"lr": 3e-3, "batch_size": 16, "local_epochs": 2, "warmup_frac": 0.1}
 _FEDPIA = {"gamma": 1.0, "mix": 0.5}
 
 
@@ -50,7 +50,7 @@ def _preset(name: str, description: str, setting: str, *, rounds: int, needs_dat
 
 
 _preset("demo", "Embedded default: FedPIA on synthetic medical VQA (4 modality clients), tiny ViLT",
-        "synthetic", rounds=6)
+        "synthetic", rounds=8)
 _preset("t1-synthetic", "T1 MedVQA on synthetic data", "t1-synthetic", rounds=10)
 _preset("t2-synthetic", "T2 modality-specific VQA on synthetic data", "t2-synthetic", rounds=10)
 _preset("t3-synthetic", "T3 image+report multi-label on synthetic data", "t3-synthetic", rounds=10)

@@ -30,7 +30,7 @@ from .processors import BERT_VOCAB_SIZE, CLIP_MEAN_STD, IMAGENET_HALF
 
 logger = logging.getLogger(__name__)
 
-_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, initializer_range=0.2)
 _TINY_TEXT = dict(_TINY, vocab_size=BERT_VOCAB_SIZE, max_position_embeddings=40)
 _TINY_VISION = dict(_TINY, image_size=32, patch_size=8)
 _BERT_IDS = dict(pad_token_id=0, bos_token_id=101, eos_token_id=102)
@@ -202,7 +202,7 @@ class BlipBackbone(Backbone):
 
         text = dict(_TINY_TEXT, encoder_hidden_size=32, sep_token_id=102, **_BERT_IDS)
         # BlipVisionConfig defaults to initializer_range=1e-10 (image features ~0 at random init)
-        vision = dict(_TINY_VISION, initializer_range=0.02)
+        vision = dict(_TINY_VISION)
         return BlipConfig(text_config=text, vision_config=vision)
 
     @classmethod
