@@ -43,7 +43,7 @@ from fedpia.align.transport import unit_rows as _rows
 log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]
 WEIGHTINGS = ("normalized", "paper")
-UnitMap = torch.Tensor | GroupPlan  # a permutation ([width] int64) or a general plan
+UnitMap = tuple[torch.Tensor, torch.Tensor] | GroupPlan  # (perm, inverse perm) or a plan
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def _fast_group(states, anchor, g: UnitGroup, *, squared: bool, include_outgoing
         for k, s in enumerate(states):
             diff = _perm_member(s[m.key], m, w, perms[k]).sub_(anchor[m.key])
             dist[k] += float(torch.linalg.vector_norm(diff)) ** 2
-    return list(perms), dist
+    return list(zip(perms, torch.argsort(perms, dim=1), strict=True)), dist
 
 
 def _general_group(states, groups_k, anchor, g: UnitGroup, *, solver, squared, include_outgoing,
@@ -162,17 +162,19 @@ def _integrate(states, anchor, g0, groups_k, maps, w: list[float]) -> State:
                 if isinstance(umap, GroupPlan):
                     out[m.key].add_(map_member(s[m.key], m, gk.width, umap), alpha=w[k])
                 elif m.axis == 0:  # scatter-add of rows: no temporary
-                    inv = full_index(torch.argsort(umap), m, gk.width)
+                    inv = full_index(umap[1], m, gk.width)
                     out[m.key].index_add_(0, inv, s[m.key], alpha=w[k])
                 else:  # column scatter is slow in torch: gather then add
-                    out[m.key].add_(_perm_member(s[m.key], m, gk.width, umap), alpha=w[k])
+                    out[m.key].add_(_perm_member(s[m.key], m, gk.width, umap[0]), alpha=w[k])
     return out
 
 
-def _changed(umap: UnitMap) -> int:
-    if isinstance(umap, GroupPlan):
-        return umap.changed
-    return int((umap != torch.arange(umap.numel())).sum())
+def _changed(maps: list[UnitMap]) -> list[int]:
+    """Per client: anchor units whose source unit has another index (batched for permutations)."""
+    if all(isinstance(u, tuple) for u in maps):
+        perms = torch.stack([u[0] for u in maps])
+        return (perms != torch.arange(perms.shape[1])).sum(dim=1).tolist()
+    return [u.changed if isinstance(u, GroupPlan) else _changed([u])[0] for u in maps]
 
 
 def fedpia_server(
@@ -224,6 +226,7 @@ def fedpia_server(
         w = _integration_weights(p, d, gamma, weighting)
         anchor = _integrate(states, anchor, g0, groups_k, maps, w.tolist())
         log.debug("fedpia_server iteration %d: d=%s w=%s", it, d.tolist(), w.tolist())
-    changed = [{name: _changed(ms[k]) for name, ms in maps.items()} for k in range(len(states))]
+    per_group = {name: _changed(ms) for name, ms in maps.items()}
+    changed = [{name: c[k] for name, c in per_group.items()} for k in range(len(states))]
     return ServerResult(state=anchor, distances=d.tolist(), weights=w.tolist(), changed=changed,
                         iterations=int(iterations))
