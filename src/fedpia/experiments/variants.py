@@ -37,6 +37,9 @@ VARIANTS: dict[str, Variant] = {
     "classifier-only": Variant("fedavg", {}, {"peft": "classifier"}, "only heads trained"),
     "full-finetune": Variant("fedavg", {}, {"peft": "full"}, "full fine-tuning + FedAvg"),
     "local": Variant("local", {}, {}, "local training only, no federation"),
+    "fedit": Variant("fedit", {}, {"peft": "lora"}, "FedIT: LoRA, A and B averaged"),
+    "ffa-lora": Variant("ffa-lora", {}, {"peft": "lora"}, "FFA-LoRA: A frozen, B averaged"),
+    "fedsa-lora": Variant("fedsa-lora", {}, {"peft": "lora"}, "FedSA-LoRA: A shared, B local"),
 }
 
 

@@ -1,0 +1,137 @@
+"""Accuracy benchmark: FedPIA vs baselines on the runnable presets, several seeds.
+
+Runs ``fedpia compare`` for every preset, writes ``benchmarks/results/accuracy.json`` (all
+summaries, with provenance and the exact command) and the markdown tables between the
+``<!-- accuracy:start -->`` / ``<!-- accuracy:end -->`` markers of ``docs/benchmarks.md``, with the
+paper's reference numbers beside ours.
+
+    python benchmarks/bench_accuracy.py --data-root ../shared/data \
+        --presets t1-vqarad,t2-modality,t3-cxr-notes,t5-mixed --seeds 0,1,2 --rounds 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from fedpia.experiments import get_preset, run_compare
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
+DOC = ROOT / "docs" / "benchmarks.md"
+
+PAPER_METHODS = [
+    "full-finetune", "classifier-only", "fedavg", "fedavg-lora", "feddat", "fedpia",
+    "fedpia-client-only", "fedpia-server-only", "fedpia-weight-cost",
+]
+# The paper's Table (ViLT backbone): T1 mean overall acc, T2 acc, T3 Open-I F1, T5 F1.
+PAPER = {
+    "full-finetune": {"t1": 45.51, "t2": 88.99, "t3": 68.78, "t5": 86.71},
+    "classifier-only": {"t1": 38.47, "t2": 78.32, "t3": 59.58, "t5": 84.38},
+    "fedavg": {"t1": 42.60, "t2": 82.46, "t3": 63.05, "t5": 85.83},
+    "fedavg-lora": {"t1": 35.86, "t2": 69.24, "t3": 58.37, "t5": 84.83},
+    "feddat": {"t1": 43.08, "t2": 82.61, "t3": 64.02, "t5": 85.96},
+    "fedpia": {"t1": 46.66, "t2": 87.97, "t3": 68.27, "t5": 88.52},
+    "fedpia-client-only": {"t1": 45.35, "t2": 85.59, "t3": 66.47, "t5": 87.24},
+    "fedpia-server-only": {"t1": 44.47, "t2": 85.02, "t3": 65.58, "t5": 86.97},
+    "fedpia-weight-cost": {"t1": 46.02, "t2": 87.13, "t3": 67.62, "t5": 87.93},
+}
+PRESET_COLUMN = {"t1-vqarad": "t1", "t2-modality": "t2", "t3-cxr-notes": "t3", "t5-mixed": "t5"}
+
+
+def _table(results: dict, presets: list[str], view: str) -> str:
+    methods = []
+    for p in presets:
+        for m in results[p]["methods"]:
+            if m not in methods:
+                methods.append(m)
+    head = "| method | " + " | ".join(f"{p} (ours)" for p in presets) + " | " + " | ".join(
+        f"{PRESET_COLUMN[p].upper()} paper" for p in presets if p in PRESET_COLUMN) + " |"
+    lines = [head, "|---|" + "---:|" * (len(presets) + sum(p in PRESET_COLUMN for p in presets))]
+    for m in methods:
+        cells = []
+        for p in presets:
+            r = results[p]["results"].get(m, {}).get(view)
+            cells.append("–" if r is None else f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}")
+        ref = [f"{PAPER.get(m, {}).get(PRESET_COLUMN[p], '–')}" for p in presets if p in PRESET_COLUMN]
+        lines.append(f"| {m} | " + " | ".join(cells) + " | " + " | ".join(ref) + " |")
+    return "\n".join(lines)
+
+
+def write_doc(results: dict, command: str) -> None:
+    presets = list(results)
+    seeds = sorted({s for r in results.values() for s in r["seeds"]})
+    body = [
+        "<!-- accuracy:start -->",
+        f"Command: `{command}` (seeds {seeds}; tiny ViLT backbone, random init, CPU).",
+        "",
+        "Client-mean final-round metric (accuracy for VQA / multiclass, micro-F1 for multi-label),",
+        "mean ± std over seeds. **Personalized** = each client's adapter after its local training",
+        "(what a hospital deploys); the paper's numbers are a pretrained ViLT-B/32 on the full",
+        "datasets, so compare the *gaps* between rows, not absolute values.",
+        "",
+        "### Personalized",
+        "",
+        _table(results, presets, "personalized"),
+        "",
+        "### Global adapter with each client's head",
+        "",
+        _table(results, presets, "global"),
+        "",
+        "<!-- accuracy:end -->",
+    ]
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    block = "\n".join(body)
+    if "<!-- accuracy:start -->" in text:
+        text = re.sub(r"<!-- accuracy:start -->.*<!-- accuracy:end -->", lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n## Accuracy (FedPIA vs baselines)\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", default="t1-vqarad,t2-modality,t3-cxr-notes,t5-mixed")
+    ap.add_argument("--methods", default=",".join(PAPER_METHODS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--rounds", type=int, default=None, help="override every preset's rounds")
+    ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--out", default="runs/bench_accuracy")
+    ap.add_argument("--set", action="append", default=[], help="extra overrides key=value")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    command = "python benchmarks/bench_accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for preset in args.presets.split(","):
+        cfg = get_preset(preset)
+        sets = [f"data_root={args.data_root!r}", *args.set]
+        if args.rounds:
+            sets.append(f"sim.rounds={args.rounds}")
+        cfg = cfg.with_overrides(sets)
+        t0 = time.perf_counter()
+        summary = run_compare(cfg, methods=args.methods.split(","), seeds=[int(s) for s in args.seeds.split(",")],
+                              out_dir=Path(args.out) / preset)
+        summary.pop("table", None)
+        summary["command"] = command
+        summary["overrides"] = sets
+        summary["elapsed_s"] = time.perf_counter() - t0
+        results[preset] = summary
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1))
+        print(f"{preset}: done in {summary['elapsed_s']:.0f} s", flush=True)
+        for m, r in summary["results"].items():
+            p = r.get("personalized", {})
+            print(f"  {m:22s} {100 * p.get('mean', float('nan')):6.2f} ± {100 * p.get('std', float('nan')):.2f}",
+                  flush=True)
+    write_doc(results, command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
