@@ -53,6 +53,10 @@ class ExperimentConfig:
         if self.setting not in SETTINGS:
             raise ValueError(f"setting={self.setting!r}; allowed: {sorted(SETTINGS)}")
         self.model_config()
+        if self.strategy == "centralized":  # pooled-data upper bound, not a federated strategy
+            if self.strategy_options or self.engine != "inprocess":
+                raise ValueError("strategy 'centralized' takes no options and runs in-process only")
+            return
         build_strategy(self.strategy, **self.strategy_options)
 
     def model_config(self) -> Any:

@@ -102,6 +102,11 @@ def run_experiment(
         from fedpia.flower import run_flower_simulation
 
         history = run_flower_simulation(cfg)
+    elif cfg.strategy == "centralized":
+        from fedpia.sim.centralized import run_centralized
+
+        history = run_centralized(build_model(cfg.model_config()), data, sim=cfg.sim, train=cfg.train,
+                                  on_event=on_event)
     else:
         model = build_model(cfg.model_config())
         strategy = build_strategy(cfg.strategy, **cfg.strategy_options)

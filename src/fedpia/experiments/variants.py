@@ -47,12 +47,14 @@ def apply_variant(base: ExperimentConfig, name: str) -> ExperimentConfig:
     """``base`` with the strategy, knobs and PEFT method of variant ``name``."""
     from fedpia.strategies import STRATEGIES
 
-    if name in VARIANTS:
+    if name == "centralized":
+        v = Variant("centralized", {}, {}, "pooled data upper bound")
+    elif name in VARIANTS:
         v = VARIANTS[name]
     elif name in STRATEGIES:
         v = Variant(name)
     else:
-        allowed = sorted(set(VARIANTS) | set(STRATEGIES))
+        allowed = sorted(set(VARIANTS) | set(STRATEGIES) | {"centralized"})
         raise ValueError(f"unknown method {name!r}; allowed: {allowed}")
     raw = base.to_dict()
     raw["name"] = f"{base.name}/{name}"
