@@ -145,9 +145,19 @@ def _train_pass(
     )
 
 
-def evaluate_adapter(rt: ClientRuntime, adapter: State, head: State) -> dict[str, Any]:
-    """Metrics of ``adapter`` + ``head`` on the client's test split."""
+def evaluate_adapter(
+    rt: ClientRuntime, adapter: State, head: State, *, base_delta: State | None = None
+) -> dict[str, Any]:
+    """Metrics of ``adapter`` + ``head`` (+ LoRA base-weight deltas) on the client's test split."""
+    from fedpia.models import set_base_delta
+
     rt.head.load_state_dict(head)
     rt.model.load_trainable_state(adapter)
-    logits = predict(rt.model, rt.head, rt.test)
+    if base_delta:
+        set_base_delta(rt.model, base_delta)
+    try:
+        logits = predict(rt.model, rt.head, rt.test)
+    finally:
+        if base_delta:
+            set_base_delta(rt.model, None)
     return classification_metrics(logits, rt.test.targets, rt.test.answer_types, task=rt.task)

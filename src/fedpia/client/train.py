@@ -99,11 +99,13 @@ def train_local(
     ``hooks.distill_weight · KD(student, teacher)`` (FedDAT's mutual distillation).
     Returns (trained adapter state, trained head state, stats with mean loss and steps).
     """
-    from fedpia.models import set_frozen_companion
+    from fedpia.models import set_base_delta, set_frozen_companion
 
     hooks = hooks or LocalHooks()
     model.load_trainable_state(start)
     set_frozen_companion(model, hooks.parallel_frozen)
+    if hooks.base_delta:
+        set_base_delta(model, hooks.base_delta)
     head.load_state_dict(head_state)
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     opt_params = [p for n, p in named.items() if hooks.trainable is None or hooks.trainable(n)]
@@ -147,6 +149,8 @@ def train_local(
                 total += float(loss.detach())
     finally:
         set_frozen_companion(model, None)
+        if hooks.base_delta:
+            set_base_delta(model, None)
     trained = model.trainable_state()
     trained_head = {k: v.detach().clone() for k, v in head.state_dict().items()}
     return trained, trained_head, {"loss": total / max(steps, 1), "steps": float(steps)}

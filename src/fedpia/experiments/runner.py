@@ -109,7 +109,7 @@ def run_experiment(
                                   on_event=on_event)
     else:
         model = build_model(cfg.model_config())
-        strategy = build_strategy(cfg.strategy, **cfg.strategy_options)
+        strategy = build_strategy(cfg.strategy, **_with_lora_scaling(cfg))
         sim = Simulator(
             model, data, strategy, sim=cfg.sim, train=cfg.train, checkpoint_dir=ckpt, on_event=on_event
         )
@@ -134,6 +134,18 @@ def run_experiment(
 
     (out / "report.md").write_text(experiment_report(results))
     return results
+
+
+def _with_lora_scaling(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Strategy knobs, with ``lora_scaling`` = lora_alpha / lora_rank filled in from the model
+    config for strategies that merge LoRA products into base weights (unless set explicitly)."""
+    from fedpia.strategies import strategy_fields
+
+    knobs = dict(cfg.strategy_options)
+    if "lora_scaling" in strategy_fields(cfg.strategy) and "lora_scaling" not in knobs:
+        mc = cfg.model_config()
+        knobs["lora_scaling"] = mc.lora_alpha / mc.lora_rank
+    return knobs
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -40,6 +40,8 @@ VARIANTS: dict[str, Variant] = {
     "fedit": Variant("fedit", {}, {"peft": "lora"}, "FedIT: LoRA, A and B averaged"),
     "ffa-lora": Variant("ffa-lora", {}, {"peft": "lora"}, "FFA-LoRA: A frozen, B averaged"),
     "fedsa-lora": Variant("fedsa-lora", {}, {"peft": "lora"}, "FedSA-LoRA: A shared, B local"),
+    "flora": Variant("flora", {}, {"peft": "lora"}, "FLoRA: stacked LoRA merged into the base"),
+    "fedex-lora": Variant("fedex-lora", {}, {"peft": "lora"}, "FedEx-LoRA: exact aggregation residual"),
 }
 
 

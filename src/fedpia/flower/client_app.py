@@ -158,14 +158,17 @@ def handle_train(msg: Message, context: Context, cfg: FlowerRunConfig | None = N
 
 def handle_evaluate(msg: Message, context: Context, cfg: FlowerRunConfig | None = None) -> Message:
     cfg, rt, _ = _node(context, cfg)
-    glob = states_from_recorddict(msg.content, PAYLOAD).get("adapter")
+    shown = states_from_recorddict(msg.content, PAYLOAD)
+    glob = shown.get("adapter")
     cstate = load_client_state(context.state) or ClientState(head=rt.initial_head())
     metrics = MetricRecord({"num-examples": len(rt.test)})
     if cstate.adapter is not None:
-        for k, v in evaluate_adapter(rt, cstate.adapter, cstate.head).items():
+        own_delta = cstate.extra.get("base_delta")
+        for k, v in evaluate_adapter(rt, cstate.adapter, cstate.head, base_delta=own_delta).items():
             metrics[f"personalized.{k}"] = v
     if cfg.sim.eval_global and glob is not None:
-        for k, v in evaluate_adapter(rt, glob, cstate.head).items():
+        glob_delta = shown.get("base_delta")
+        for k, v in evaluate_adapter(rt, glob, cstate.head, base_delta=glob_delta).items():
             metrics[f"global.{k}"] = v
     return Message(RecordDict({"metrics": metrics, "meta": _meta(rt)}), reply_to=msg)
 

@@ -243,7 +243,10 @@ class FlowerStrategy(FlowerStrategyBase):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         nodes = self.nodes or self.discover(grid)
-        content = states_to_recorddict({"adapter": self.server.adapter}, PAYLOAD)
+        shown = {"adapter": self.server.adapter}
+        if self.server.extra.get("base_delta"):  # FLoRA / FedEx-LoRA: merged into base weights
+            shown["base_delta"] = self.server.extra["base_delta"]
+        content = states_to_recorddict(shown, PAYLOAD)
         content["config"] = ConfigRecord({"round": server_round})
         return [
             Message(content, dst_node_id=n.node_id, message_type=MessageType.EVALUATE)

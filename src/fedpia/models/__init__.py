@@ -20,6 +20,7 @@ from .model import (
     build_model,
     load_state_file,
     save_trainable_state,
+    set_base_delta,
     set_frozen_companion,
 )
 from .peft_methods import ALIGNABLE, BOTTLENECK, PEFT_METHODS
@@ -45,6 +46,7 @@ __all__ = [
     "load_state_file",
     "loss_fn",
     "save_trainable_state",
+    "set_base_delta",
     "set_frozen_companion",
     "to_pil_rgb",
 ]

@@ -219,3 +219,31 @@ def _phm_dense(name: str, mod: CompacterAdapter, state) -> dict[str, torch.Tenso
         res[f"{part}_weight"] = torch.einsum("iac,ibe->abce", rule, w).reshape(n * o, n * i)
         res[f"{part}_bias"] = state[f"{name}.{part}.bias"]
     return res
+
+
+def set_base_delta(model: FedModel, deltas: dict[str, torch.Tensor] | None) -> None:
+    """Add weight-space deltas to the frozen base weights of LoRA-wrapped layers (or, with None,
+    restore the original base weights exactly).
+
+    ``deltas`` maps a LoRA group prefix (``<prefix>.lora_A[.<name>].weight`` ->  ``<prefix>``) to
+    a ``d_out x d_in`` tensor added to ``<prefix>.base_layer.weight``. Used by FLoRA (stacked
+    updates merged into the base) and FedEx-LoRA (exact-aggregation residual). The originals are
+    kept on the model, so calls do not accumulate: each call sets base = original + delta.
+    """
+    saved: dict[str, torch.Tensor] = model.__dict__.setdefault("_base_originals", {})
+    params = dict(model.named_parameters())
+    for key, original in list(saved.items()):
+        params[key].data.copy_(original)
+        if deltas is None or key.removesuffix(".base_layer.weight") not in deltas:
+            del saved[key]
+    for prefix, delta in (deltas or {}).items():
+        key = f"{prefix}.base_layer.weight"
+        if key not in params:
+            raise ValueError(f"set_base_delta: no LoRA base weight {key!r} in the model")
+        p = params[key]
+        if tuple(delta.shape) != tuple(p.shape):
+            raise ValueError(f"set_base_delta: {prefix!r} delta has shape {tuple(delta.shape)}, "
+                             f"base weight {tuple(p.shape)}")
+        if key not in saved:
+            saved[key] = p.detach().clone()
+        p.data.copy_(saved[key] + delta.to(p.dtype))

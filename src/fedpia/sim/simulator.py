@@ -247,9 +247,13 @@ class Simulator:
             cs = clients[c.name]
             res: dict[str, Any] = {}
             if cs.adapter is not None:
-                res["personalized"] = evaluate_adapter(c, cs.adapter, cs.head)
+                res["personalized"] = evaluate_adapter(
+                    c, cs.adapter, cs.head, base_delta=cs.extra.get("base_delta")
+                )
             if self.sim.eval_global:
-                res["global"] = evaluate_adapter(c, server.adapter, cs.head)
+                res["global"] = evaluate_adapter(
+                    c, server.adapter, cs.head, base_delta=server.extra.get("base_delta")
+                )
             out[c.name] = res
         return out
 

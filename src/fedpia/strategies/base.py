@@ -99,6 +99,7 @@ class LocalHooks:
     distill_weight: float = 1.0
     distill_temperature: float = 1.0
     parallel_frozen: State | None = None
+    base_delta: State | None = None
 
 
 class ActivationProbe:

@@ -1,7 +1,8 @@
 """Baseline strategies, wired from the pure math in ``fedpia.aggregation``.
 
 FedAvg (paired with any PEFT method), local-only, FedProx, Ditto, SCAFFOLD, FedOpt (FedAdam,
-FedYogi, FedAdagrad, FedAvgM), LoRA-specific FedIT / FFA-LoRA / FedSA-LoRA, and FedDAT.
+FedYogi, FedAdagrad, FedAvgM), LoRA-specific FedIT / FFA-LoRA / FedSA-LoRA / FLoRA /
+FedEx-LoRA, and FedDAT.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import torch
 
 from fedpia.aggregation import (
     FedOptState,
+    fedex_lora_aggregate,
     fedit_aggregate,
     fedopt_step,
     fedsa_lora_aggregate,
     fedsa_lora_split,
     ffa_lora_aggregate,
     ffa_lora_trainable,
+    flora_stack,
+    is_lora_a,
+    is_lora_b,
     lora_pairs,
     prox_term,
     scaffold_client_control,
@@ -289,3 +294,81 @@ class FedDAT(Strategy):
         update = ClientUpdate(client=ctx.client, state=second, num_examples=ctx.num_examples)
         extra = {**client.extra, "teacher": trained}
         return update, replace(client, adapter=second, extra=extra, rounds_trained=client.rounds_trained + 1)
+
+
+def _module_prefix(a_key: str) -> str:
+    """``<prefix>.lora_A[.<name>].weight`` -> ``<prefix>`` (the wrapped layer's module path)."""
+    return a_key.split(".lora_A", 1)[0]
+
+
+@dataclass
+class _BaseDeltaLoRA(FedIT):
+    """LoRA strategies that fold part of the aggregate into the frozen base weights.
+
+    ``server.extra["base_delta"]`` accumulates ``{layer prefix: d_out x d_in}``; it is sent with
+    the adapter, added to the base weights while the client trains and evaluates, and kept by the
+    client (``extra["base_delta"]``) for its personalised evaluation. ``lora_scaling`` must equal
+    the model's ``lora_alpha / lora_rank`` (the runner sets it from the model config).
+    """
+
+    lora_scaling: float = 2.0
+
+    def server_init(self, adapter: State) -> ServerState:
+        server = super().server_init(adapter)
+        server.extra["base_delta"] = {}
+        return server
+
+    def client_payload(self, server: ServerState) -> dict[str, State]:
+        return {"adapter": server.adapter, "base_delta": server.extra.get("base_delta", {})}
+
+    def client_start(self, payload, client, ctx, *, probe=None):
+        return _clone(payload["adapter"]), LocalHooks(base_delta=payload.get("base_delta") or None)
+
+    def client_finish(self, trained, payload, client, ctx, *, second=None):
+        update, new = super().client_finish(trained, payload, client, ctx)
+        return update, replace(new, extra={**new.extra, "base_delta": dict(payload.get("base_delta", {}))})
+
+    def _accumulate(self, server: ServerState, deltas: dict[str, torch.Tensor]) -> State:
+        old = server.extra.get("base_delta", {})
+        return {p: old.get(p, torch.zeros_like(d)) + d for p, d in deltas.items()}
+
+
+@register_strategy("fedex-lora")
+@dataclass
+class FedExLoRA(_BaseDeltaLoRA):
+    """FedEx-LoRA (Singhal et al. 2024, arXiv:2410.09432): A and B averaged, and the residual
+    s·(Σ p_k B_k A_k − B̄ Ā) added to the frozen base weight, so the global model's effective
+    weight update equals the average of the clients' updates exactly."""
+
+    def aggregate(self, server, updates, ctx):
+        avg, residuals = fedex_lora_aggregate([u.state for u in updates], _weights(updates))
+        pairs = lora_pairs(avg)
+        deltas = {_module_prefix(pairs[g][0]): self.lora_scaling * r for g, r in residuals.items()}
+        extra = {**server.extra, "base_delta": self._accumulate(server, deltas)}
+        return replace(server, adapter=avg, extra=extra, round=ctx.round), {}
+
+
+@register_strategy("flora")
+@dataclass
+class FLoRA(_BaseDeltaLoRA):
+    """FLoRA (Wang et al. 2024, arXiv:2409.05976): the clients' LoRA modules are stacked
+    (B_st A_st = Σ p_k B_k A_k, ranks may differ), the product s·B_st A_st is merged into the
+    frozen base weights, and every client restarts from a fresh LoRA (the initial A, B = 0)."""
+
+    def server_init(self, adapter: State) -> ServerState:
+        server = super().server_init(adapter)
+        server.extra["init"] = _clone(adapter)
+        return server
+
+    def aggregate(self, server, updates, ctx):
+        states = [u.state for u in updates]
+        a_st, b_st = flora_stack(states, _weights(updates))
+        pairs = lora_pairs(states[0])
+        deltas = {_module_prefix(pairs[g][0]): self.lora_scaling * (b_st[g] @ a_st[g]) for g in a_st}
+        fresh = _clone(server.extra["init"])
+        non_lora = [k for k in fresh if not (is_lora_a(k) or is_lora_b(k))]
+        if non_lora:  # anything besides LoRA factors (none for peft=lora) is plainly averaged
+            avg = fedavg([{k: s[k] for k in non_lora} for s in states], _weights(updates))
+            fresh.update(avg)
+        extra = {**server.extra, "base_delta": self._accumulate(server, deltas)}
+        return replace(server, adapter=fresh, extra=extra, round=ctx.round), {}
