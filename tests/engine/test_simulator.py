@@ -163,3 +163,20 @@ def test_client_failures_tolerated_up_to_fraction(make_sim):
     sim = make_sim("fedavg", rounds=3, failure_prob=0.9, max_failure_frac=0.0)
     with pytest.raises(RoundFailed, match="clients failed"):
         sim.run()
+
+
+def test_ditto_keeps_a_personal_model_and_uploads_the_global_one(make_sim):
+    state = make_sim(build_strategy("ditto", lam=0.5), rounds=2).run()
+    for cs in state.clients.values():
+        assert _equal(cs.adapter, cs.extra["personal"])  # personalised view = personal model
+    # the server averaged the uploaded global-track models, not the personal ones
+    personal_avg = fedavg([cs.adapter for cs in state.clients.values()], [1.0] * len(state.clients))
+    assert not _equal(_global(state), personal_avg)
+
+
+def test_feddat_uploads_shared_adapter_and_keeps_teacher(make_sim):
+    state = make_sim(build_strategy("feddat", distill_weight=1.0, temperature=2.0), rounds=2).run()
+    for cs in state.clients.values():
+        assert "teacher" in cs.extra and not _equal(cs.extra["teacher"], cs.adapter)
+    steps = [info["steps"] for info in state.history[-1]["clients"].values()]
+    assert all(s == 4 for s in steps)  # two passes of local_steps=2

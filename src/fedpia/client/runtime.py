@@ -100,25 +100,20 @@ def client_round(
     cseed = derive_seed(seed, round_, rt.index)
     lr = round_lr(train_cfg, round_, num_rounds)
     steps = train_cfg.steps_for(len(rt.train))
-    ctx = RoundContext(round_, num_rounds, cseed, rt.name, len(rt.train), steps, lr)
+    ctx = RoundContext(round_, num_rounds, cseed, rt.name, len(rt.train), steps, lr, num_clients)
     t0 = time.perf_counter()
     probe = make_probe(rt, samples=probe_samples, seed=cseed) if strategy.needs_probe else None
     start, hooks = strategy.client_start(payload, cstate, ctx, probe=probe)
     t1 = time.perf_counter()
-    head_state = cstate.head if cstate.head is not None else rt.initial_head()
-    trained, head, stats = train_local(
-        rt.model,
-        rt.head,
-        rt.train,
-        start=start,
-        head_state=head_state,
-        cfg=train_cfg,
-        lr=lr,
-        seed=cseed,
-        hooks=hooks,
-    )
+    head = cstate.head if cstate.head is not None else rt.initial_head()
+    trained, head, stats = _train_pass(rt, start, hooks, head, train_cfg, lr, cseed)
+    plan = strategy.second_pass(trained, payload, replace(cstate, head=head), ctx)
+    second = None
+    if plan is not None:  # Ditto's personal model, FedDAT's shared adapter
+        second, head, more = _train_pass(rt, *plan, head, train_cfg, lr, derive_seed(cseed, 2))
+        stats = {"loss": (stats["loss"] + more["loss"]) / 2, "steps": stats["steps"] + more["steps"]}
     t2 = time.perf_counter()
-    update, new_state = strategy.client_finish(trained, payload, cstate, ctx)
+    update, new_state = strategy.client_finish(trained, payload, cstate, ctx, second=second)
     new_state = replace(new_state, head=head)
     info = {
         "loss": stats["loss"],

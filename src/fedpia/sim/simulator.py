@@ -226,6 +226,7 @@ class Simulator:
             seed=self.sim.seed,
             train_cfg=self.train_cfg,
             probe_samples=m,
+            num_clients=len(self.clients),
         )
 
     def _share_heads(
