@@ -24,8 +24,12 @@ _NAME = "checkpoint"
 
 
 def _flatten(prefix: str, state: State, out: dict[str, torch.Tensor]) -> list[str]:
+    seen = {t.data_ptr() for t in out.values()}
     for k, v in state.items():
-        out[f"{prefix}/{k}"] = v.detach().contiguous().cpu()
+        t = v.detach().contiguous().cpu()
+        # safetensors refuses tensors sharing storage (e.g. Ditto's adapter is its personal model)
+        out[f"{prefix}/{k}"] = t.clone() if t.data_ptr() in seen else t
+        seen.add(out[f"{prefix}/{k}"].data_ptr())
     return list(state)
 
 
