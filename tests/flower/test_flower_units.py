@@ -101,7 +101,7 @@ def test_run_config_roundtrip_and_errors():
     assert back.model_config().seed == 7 and back.build_strategy().gamma == 2.0
     with pytest.raises(ValueError, match="'bogus'"):
         FlowerRunConfig.from_run_config({**flat, "bogus": 1})
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \[.roundz.\]"):
         FlowerRunConfig.from_run_config({**flat, "sim.roundz": 1})
     with pytest.raises(ValueError, match="share_heads"):
         FlowerRunConfig(sim=SimConfig(share_heads=True))

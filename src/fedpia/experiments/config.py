@@ -41,9 +41,9 @@ class ExperimentConfig:
         if self.engine not in ENGINES:
             raise ValueError(f"engine={self.engine!r}; allowed: {list(ENGINES)}")
         if isinstance(self.sim, dict):
-            self.sim = _build(SimConfig, self.sim, "sim")
+            self.sim = build_dataclass(SimConfig, self.sim, "sim")
         if isinstance(self.train, dict):
-            self.train = _build(TrainConfig, self.train, "train")
+            self.train = build_dataclass(TrainConfig, self.train, "train")
 
     def validate(self) -> None:
         """Check the registry-validated parts too (model config, strategy knobs, setting name)."""
@@ -62,14 +62,14 @@ class ExperimentConfig:
     def model_config(self) -> Any:
         from fedpia.models import ModelConfig
 
-        return _build(ModelConfig, {"seed": self.sim.seed, **self.model}, "model")
+        return build_dataclass(ModelConfig, {"seed": self.sim.seed, **self.model}, "model")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
-        return _build(cls, raw, "config")
+        return build_dataclass(cls, raw, "config")
 
     @classmethod
     def from_file(cls, path: str | Path) -> ExperimentConfig:
@@ -94,7 +94,9 @@ class ExperimentConfig:
         return ExperimentConfig.from_dict(raw)
 
 
-def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+def build_dataclass(cls: type, raw: dict[str, Any], where: str) -> Any:
+    """``cls(**raw)`` with unknown fields and constructor errors reported as ValueErrors naming
+    ``where`` (the one place configs are converted from mappings)."""
     if not isinstance(raw, dict):
         raise ValueError(f"{where} must be a table/mapping, got {type(raw).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedpia.client import TrainConfig
+from fedpia.experiments.config import build_dataclass as _build
 from fedpia.sim import SimConfig
 
 FAILURE_POLICIES = ("raise", "skip")
@@ -146,9 +147,3 @@ class FlowerRunConfig:
         return cls(**raw)
 
 
-def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ValueError(f"{where}: unknown option(s) {unknown}; allowed: {sorted(allowed)}")
-    return cls(**raw)

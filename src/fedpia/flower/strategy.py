@@ -34,7 +34,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy as FlowerStrategyBase
 
-from fedpia.aggregation import AggregationError, filter_updates
 from fedpia.client.runtime import derive_seed
 from fedpia.flower.records import (
     PAYLOAD,
@@ -46,7 +45,8 @@ from fedpia.flower.records import (
     states_to_recorddict,
 )
 from fedpia.sim import RoundFailed, SimConfig, state_bytes
-from fedpia.strategies.base import ClientUpdate, RoundContext, ServerState, State, Strategy
+from fedpia.sim.simulator import aggregate_round
+from fedpia.strategies.base import ClientUpdate, ServerState, State, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -221,22 +221,11 @@ class FlowerStrategy(FlowerStrategyBase):
     def _aggregate(
         self, r: int, updates: list[ClientUpdate], record: dict[str, Any]
     ) -> tuple[ServerState, dict[str, Any], float]:
-        try:
-            valid, rejected = filter_updates(
-                [u.state for u in updates], self.server.adapter, min_clients=self.sim.min_clients
-            )
-        except AggregationError as exc:
-            raise RoundFailed(f"round {r}: {exc}") from exc
-        for i, reason in rejected.items():
-            log.warning("round %d: rejected update of %s: %s", r, updates[i].client, reason)
+        server, diag, rejected, seconds = aggregate_round(
+            self.strategy, self.server, updates, round_=r, sim=self.sim, num_clients=self.num_clients
+        )
         record["rejected"] = {updates[i].client: why for i, why in rejected.items()}
-        ctx = RoundContext(round=r, num_rounds=self.sim.rounds, seed=self.sim.seed)
-        t0 = time.perf_counter()
-        try:
-            server, diag = self.strategy.aggregate(self.server, [updates[i] for i in valid], ctx)
-        except Exception as exc:
-            raise RoundFailed(f"round {r}: aggregation failed: {exc}") from exc
-        return server, diag, time.perf_counter() - t0
+        return server, diag, seconds
 
     # ---------------------------------------------------------------- evaluate
     def configure_evaluate(

@@ -34,7 +34,14 @@ from fedpia.client import TrainConfig
 from fedpia.client.runtime import ClientRuntime, client_round, derive_seed, evaluate_adapter
 from fedpia.data import FederatedData
 from fedpia.sim.checkpoint import load_checkpoint, save_checkpoint
-from fedpia.strategies.base import ClientState, RoundContext, ServerState, State, Strategy
+from fedpia.strategies.base import (
+    ClientState,
+    ClientUpdate,
+    RoundContext,
+    ServerState,
+    State,
+    Strategy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,38 @@ class SimState:
     clients: dict[str, ClientState]
     round: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def aggregate_round(
+    strategy: Strategy,
+    server: ServerState,
+    updates: list[ClientUpdate],
+    *,
+    round_: int,
+    sim: SimConfig,
+    num_clients: int,
+) -> tuple[ServerState, dict[str, Any], dict[int, str], float]:
+    """Screen uploads (NaN/Inf, keys, shapes, dtypes) and aggregate the valid ones.
+
+    Shared by every engine. Returns (new server state, diagnostics, {index: rejection reason},
+    aggregation seconds). Raises :class:`RoundFailed` (state untouched) when fewer than
+    ``sim.min_clients`` valid updates remain or the strategy's aggregation fails.
+    """
+    try:
+        valid, rejected = filter_updates(
+            [u.state for u in updates], server.adapter, min_clients=sim.min_clients
+        )
+    except AggregationError as exc:
+        raise RoundFailed(f"round {round_}: {exc}") from exc
+    for i, reason in rejected.items():
+        log.warning("round %d: rejected update of %s: %s", round_, updates[i].client, reason)
+    ctx = RoundContext(round=round_, num_rounds=sim.rounds, seed=sim.seed, num_clients=num_clients)
+    t0 = time.perf_counter()
+    try:
+        new, diag = strategy.aggregate(server, [updates[i] for i in valid], ctx)
+    except Exception as exc:
+        raise RoundFailed(f"round {round_}: aggregation failed: {exc}") from exc
+    return new, diag, rejected, time.perf_counter() - t0
 
 
 def state_bytes(state: State) -> int:
@@ -161,24 +200,10 @@ class Simulator:
             self.on_event("client_done", {"round": r, "client": c.name, **info})
         if len(failed) > self.sim.max_failure_frac * len(chosen):
             raise RoundFailed(f"round {r}: {len(failed)}/{len(chosen)} clients failed: {failed}")
-        try:
-            valid, rejected = filter_updates(
-                [u.state for u in updates], state.server.adapter, min_clients=self.sim.min_clients
-            )
-        except AggregationError as exc:
-            raise RoundFailed(f"round {r}: {exc}") from exc
-        for i, reason in rejected.items():
-            log.warning("round %d: rejected update of %s: %s", r, updates[i].client, reason)
-        kept = [updates[i] for i in valid]
-        ctx = RoundContext(
-            round=r, num_rounds=self.sim.rounds, seed=self.sim.seed, num_clients=len(self.clients)
+        server, diag, rejected, server_time = aggregate_round(
+            self.strategy, state.server, updates, round_=r, sim=self.sim, num_clients=len(self.clients)
         )
-        t_srv = time.perf_counter()
-        try:
-            server, diag = self.strategy.aggregate(state.server, kept, ctx)
-        except Exception as exc:
-            raise RoundFailed(f"round {r}: aggregation failed: {exc}") from exc
-        server_time = time.perf_counter() - t_srv
+        kept = [u for i, u in enumerate(updates) if i not in rejected]
         if self.sim.share_heads:
             new_clients = self._share_heads(new_clients, [u.client for u in kept])
         record = {
