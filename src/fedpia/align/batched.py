@@ -79,7 +79,22 @@ def permute_stack(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Client ``k``'s units reordered by ``perms[k]`` along ``m``'s axis (every ``repeat`` block),
-    in the stack's layout ``[K, *shape]``: a batched :func:`~fedpia.align.groups.permute_units`."""
+    in the stack's layout ``[K, *shape]``: a batched :func:`~fedpia.align.groups.permute_units`.
+
+    Only clients whose permutation is not the identity are gathered; the others are copied (or,
+    with no client moved, ``stack`` itself is returned).
+    """
+    moved = torch.nonzero((perms != torch.arange(width)).any(dim=1)).flatten()
+    if moved.numel() == 0:
+        return stack
+    if moved.numel() < stack.shape[0]:
+        res = stack.clone() if out is None else out.copy_(stack)
+        return res.index_copy_(0, moved, _gather_units(stack.index_select(0, moved), m, width,
+                                                       perms.index_select(0, moved)))
+    return _gather_units(stack, m, width, perms, out)
+
+
+def _gather_units(stack, m: Member, width: int, perms: torch.Tensor, out=None) -> torch.Tensor:
     k, ax = stack.shape[0], m.axis % (stack.dim() - 1) + 1
     idx = perms
     if m.repeat > 1:
@@ -141,7 +156,8 @@ def align_group(
         if m not in feat:
             st = stacks[m.key]
             buf = bufs.get(f"perm{i}", st.shape, st.dtype) if bufs else None
-            diff = permute_stack(st, m, w, perms, out=buf).sub_(anchor[m.key])
+            diff = torch.sub(permute_stack(st, m, w, perms, out=buf), anchor[m.key],
+                             out=bufs.get(f"diff{i}", st.shape, st.dtype) if bufs else None)
             dist += torch.linalg.vector_norm(diff.flatten(1), dim=1).double().square()
     return perms, dist
 
