@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	# torch first and pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[flower,dev]"
-	# never a plain `pip install medmnist`: it replaces torch (see docs/install.md)
+	# never a plain `pip install medmnist`: it replaces torch with a CUDA build (README, set-up)
 	$(PY) -m pip install -q --no-deps medmnist==3.0.2
 	touch $(STAMP)
 
