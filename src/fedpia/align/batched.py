@@ -34,13 +34,13 @@ class Buffers:
     group into the same buffers avoids re-allocating (and page-faulting) large tensors."""
 
     def __init__(self) -> None:
-        self._bufs: dict[str, torch.Tensor] = {}
+        self._bufs: dict[tuple, torch.Tensor] = {}
 
     def get(self, name: str, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-        buf = self._bufs.get(name)
-        if buf is None or tuple(buf.shape) != tuple(shape) or buf.dtype != dtype:
-            buf = self._bufs[name] = torch.empty(tuple(shape), dtype=dtype)
-        return buf
+        key = (name, tuple(shape), dtype)
+        if key not in self._bufs:
+            self._bufs[key] = torch.empty(tuple(shape), dtype=dtype)
+        return self._bufs[key]
 
 
 def stack_key(

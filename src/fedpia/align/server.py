@@ -53,6 +53,7 @@ from fedpia.align.transport import SOLVERS, GroupPlan, map_member, transport_pla
 log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]
 WEIGHTINGS = ("normalized", "paper")
+_CHUNK_BYTES = 8 << 20  # clients are batched in chunks whose group stack fits this many bytes
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,22 @@ def _uneven_anchor(states, p, groups_k, g: UnitGroup, *, squared, include_outgoi
         gp = transport_plan(c, solver="exact")
         aligned.append({m.key: map_member(s[m.key], m, src.width, gp) for m in src.members})
     return weighted_sum(aligned, p)
+
+
+def _spans(k: int, state: Mapping[str, torch.Tensor], g: UnitGroup) -> list[slice]:
+    """Client chunks whose stack of group ``g`` stays within ``_CHUNK_BYTES`` (cache-sized
+    batches: larger stacks would stream every batched op through main memory)."""
+    per = sum(state[m.key].numel() * state[m.key].element_size() for m in g.members)
+    n = max(1, _CHUNK_BYTES // max(per, 1))
+    return [slice(i, min(i + n, k)) for i in range(0, k, n)]
+
+
+def _accumulate(total: State, part: Mapping[str, torch.Tensor]) -> None:
+    for key, v in part.items():
+        if key in total:
+            total[key].add_(v)
+        else:
+            total[key] = v
 
 
 def _integration_weights(p: torch.Tensor, d: torch.Tensor, gamma: float, weighting: str):
@@ -156,6 +173,7 @@ def fedpia_server(
         raise ValueError(f"iterations must be an integer >= 1, got {iterations}")
     g0 = check_states(states, same_width=False, finite=False)
     p = check_weights(weights, len(states))
+    states = list(states)
     groups_k = client_groups(states, g0)
     uneven = {g.name for g in g0 if len({gk[g.name].width for gk in groups_k}) > 1}
     fast = [g for g in g0 if solver == "exact" and g.name not in uneven]
@@ -178,14 +196,25 @@ def fedpia_server(
         maps: dict[str, torch.Tensor | list[GroupPlan]] = {}
         sq = torch.zeros(len(states), dtype=torch.float64)
         for g in fast:
-            st = group_stacks(states, g, bufs)
+            spans = _spans(len(states), states[0], g)
+            st = None
             if it == 0:
-                part = {key: weighted(st[key], p) for key in g.keys}
+                part: State = {}
+                for sl in spans:
+                    st = group_stacks(states[sl], g, bufs)
+                    _accumulate(part, {key: weighted(st[key], p[sl]) for key in g.keys})
                 check_finite_sum(states, p.tolist(), part)
                 anchor.update(part)
-            maps[g.name], d2 = align_group(st, anchor, g, squared=squared,
-                                           include_outgoing=include_outgoing, bufs=bufs)
-            sq += d2
+            perms, d2 = [], []
+            for sl in spans:
+                if st is None or len(spans) > 1:
+                    st = group_stacks(states[sl], g, bufs)
+                pm, dm = align_group(st, anchor, g, squared=squared,
+                                     include_outgoing=include_outgoing, bufs=bufs)
+                perms.append(pm)
+                d2.append(dm)
+            maps[g.name] = torch.cat(perms)
+            sq += torch.cat(d2)
         for ga in slow_anchor:
             maps[ga.name], d2 = _general_group(states, groups_k, anchor, ga, solver=solver,
                                                squared=squared, include_outgoing=include_outgoing,
@@ -197,7 +226,11 @@ def fedpia_server(
         w = _integration_weights(p, d, gamma, weighting)
         new: State = {key: weighted(stack_key(states, key), w) for key in loose}
         for g in fast:
-            new.update(integrate_group(group_stacks(states, g, bufs), g, maps[g.name], w, bufs))
+            part = {}
+            for sl in _spans(len(states), states[0], g):
+                _accumulate(part, integrate_group(group_stacks(states[sl], g, bufs), g,
+                                                  maps[g.name][sl], w[sl], bufs))
+            new.update(part)
         for ga in slow_anchor:
             new.update(_integrate_general(states, groups_k, ga, maps[ga.name], w.tolist(),
                                           anchor))
