@@ -1,0 +1,81 @@
+"""The `fedpia` command line end to end on tiny settings (results, reports, plots, errors)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from fedpia.cli import app
+
+TINY = [
+    "--set", "sim.rounds=2",
+    "--set", 'setting_options={"modalities": ["x-ray", "ct"], "n_train": 16, "n_val": 4, "n_test": 8}',
+    "--set", "train.local_steps=2",
+]
+runner = CliRunner()
+
+
+def test_presets_lists_every_preset():
+    res = runner.invoke(app, ["presets"])
+    assert res.exit_code == 0
+    for name in ("demo", "t1-vqarad", "t2-modality", "t3-cxr-notes", "t4-mimic", "t5-mixed"):
+        assert name in res.output
+
+
+def test_run_writes_results_report_and_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["sim"]["rounds"] == 2 and len(results["history"]) == 2
+    assert results["provenance"]["versions"]["torch"].startswith("2.13")
+    assert set(results["summary"]["per_client"]) == {"client0-x-ray-vqa", "client1-ct-vqa"}
+    assert results["summary"]["bytes_communicated"] > 0
+    assert "| **mean** |" in (out / "report.md").read_text()
+    assert (out / "checkpoints" / "checkpoint" / "meta.json").exists()
+    # --resume on a finished run does no more rounds and reproduces the results
+    res2 = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--out", str(out), "--resume"])
+    assert res2.exit_code == 0, res2.output
+    again = json.loads((out / "results.json").read_text())
+    assert [h["eval"] for h in again["history"]] == [h["eval"] for h in results["history"]]
+
+
+def test_compare_writes_summary_table_and_plots(tmp_path):
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["compare", "--preset", "demo", "--strategies", "fedpia,fedavg",
+                              "--seeds", "0,1", *TINY, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["results"]) == {"fedpia", "fedavg"}
+    assert len(summary["results"]["fedpia"]["personalized"]["per_seed"]) == 2
+    assert "| fedpia |" in (out / "summary.md").read_text()
+    for png in ("metric_vs_round.png", "per_client.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errors_are_clear_and_exit_2(tmp_path):
+    cases = [
+        (["run", "--preset", "nope"], "unknown preset 'nope'"),
+        (["run", "--preset", "demo", "--set", "sim.roundz=1"], "roundz"),
+        (["run", "--config", str(tmp_path / "missing.toml")], "does not exist"),
+        (["run", "--preset", "t1-vqarad", "--data-root", str(tmp_path)], "vqa_rad"),
+        (["compare", "--preset", "demo", "--strategies", "fedpia,bogus"], "unknown method 'bogus'"),
+    ]
+    for args, needle in cases:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert needle in " ".join(res.output.split()), (args, res.output)
+
+
+def test_config_file_and_data_summary(tmp_path, shared_data):
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text('name = "toml"\nsetting = "synthetic"\nstrategy = "fedavg"\n'
+                   '[setting_options]\nmodalities = ["ct"]\nn_train = 8\nn_val = 2\nn_test = 4\n'
+                   '[sim]\nrounds = 1\n[train]\nlocal_steps = 1\n')
+    res = runner.invoke(app, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["config"]["strategy"] == "fedavg"
+    res = runner.invoke(app, ["data", "summary", "t1-vqarad", "--data-root", str(shared_data)])
+    assert res.exit_code == 0, res.output
+    assert "vqarad-head" in res.output and "vqarad-chest" in res.output
