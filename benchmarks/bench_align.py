@@ -172,7 +172,7 @@ def write_docs(path: Path, section: str) -> None:
     if HEADING in text:
         start = text.index(HEADING)
         nxt = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
+        text = text[:start] + section + ("\n" + text[nxt + 1:] if nxt >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
@@ -251,9 +251,16 @@ Command: `{result['command']}` (git {result['git']}); raw numbers in
   bound alone is of the order of FedAvg's own time; FedPIA also reads the clients twice (anchor,
   then align + integrate). The fast path is batched over clients (`fedpia.align.batched`: the
   K clients' tensors of a group are stacked, one Gram matmul per group, batched argmin /
-  uniqueness check, one gather and one `tensordot`), so there is no per-client Python loop;
-  the rest above the bound is memory traffic (stacking each group twice, the permuted copies).
-  Targets from the tracker (ratio of minima): {_verdict(result['rows'])}.
+  uniqueness check, one gather and one `tensordot`, clients in chunks of ≤8 MB stacks), so
+  there is no per-client Python loop. This did not make it measurably faster: an interleaved
+  A/B against the previous per-client loop (git 5f61aa3), 1 torch thread, same inputs, minima
+  of 9 calls, load ≈4 on 2 cores, gave K=10: 61–66 ms (old) vs 61 ms (new); K=100: 536–624 ms
+  (old) vs 560–636 ms (new); FedAvg 8–11 ms and 56–62 ms. With 2 threads (load 1.4→3.9):
+  K=10: 135–145 ms (old) vs 139–167 ms (new); K=100: 1.36–1.80 s (old) vs 1.90–2.00 s (new),
+  i.e. no gain, possibly a small loss at K=100. The per-client Python overhead was
+  not the bottleneck: the Gram alone is ~2x FedAvg on one core (m/2 multiply-adds per
+  parameter), and under load the multi-threaded batched ops stall more than small ones (the
+  medians in the table). Targets from the tracker (ratio of minima): {_verdict(result['rows'])}.
 - Worst-case LSA: scipy `linear_sum_assignment` on random 64×64 costs
   ({result['lsa_64x64_random_s'] * 1e6:.0f} µs each) for every client and group. The synthetic
   clients here have clear matches, so the exact row-argmin fast path (row minima in distinct
