@@ -64,12 +64,16 @@ def _table(results: dict, presets: list[str], view: str) -> str:
     return "\n".join(lines)
 
 
-def write_doc(results: dict, command: str) -> None:
+def write_doc(results: dict) -> None:
     presets = list(results)
     seeds = sorted({s for r in results.values() for s in r["seeds"]})
+    commands = sorted({r["command"] for r in results.values()})
     body = [
         "<!-- accuracy:start -->",
-        f"Command: `{command}` (seeds {seeds}; tiny ViLT backbone, random init, CPU).",
+        f"Commands (seeds {seeds}; tiny ViLT backbone, random init, CPU; raw numbers and per-run",
+        "provenance in `benchmarks/results/accuracy.json`):",
+        "",
+        *[f"- `{c}`" for c in commands],
         "",
         "Client-mean final-round metric (accuracy for VQA / multiclass, micro-F1 for multi-label),",
         "mean ± std over seeds. **Personalized** = each client's adapter after its local training",
@@ -104,10 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default="runs/bench_accuracy")
     ap.add_argument("--set", action="append", default=[], help="extra overrides key=value")
+    ap.add_argument("--render", action="store_true", help="only rewrite the docs from the JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     command = "python benchmarks/bench_accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.render:
+        write_doc(results)
+        return 0
     for preset in args.presets.split(","):
         cfg = get_preset(preset)
         sets = [f"data_root={args.data_root!r}", *args.set]
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             p = r.get("personalized", {})
             print(f"  {m:22s} {100 * p.get('mean', float('nan')):6.2f} ± {100 * p.get('std', float('nan')):.2f}",
                   flush=True)
-    write_doc(results, command)
+    write_doc(results)
     return 0
 
 
