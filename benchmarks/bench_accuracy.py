@@ -67,7 +67,7 @@ def _table(results: dict, presets: list[str], view: str) -> str:
 def write_doc(results: dict) -> None:
     presets = list(results)
     seeds = sorted({s for r in results.values() for s in r["seeds"]})
-    commands = sorted({r["command"] for r in results.values()})
+    commands = sorted({c for r in results.values() for c in r.get("commands", [r.get("command")])})
     body = [
         "<!-- accuracy:start -->",
         f"Commands (seeds {seeds}; tiny ViLT backbone, random init, CPU; raw numbers and per-run",
@@ -129,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         summary["command"] = command
         summary["overrides"] = sets
         summary["elapsed_s"] = time.perf_counter() - t0
+        old = results.get(preset)
+        if old:  # a run with more methods adds rows to the same preset
+            summary["results"] = {**old["results"], **summary["results"]}
+            summary["methods"] = old["methods"] + [m for m in summary["methods"] if m not in old["methods"]]
+            summary["commands"] = old.get("commands", [old["command"]]) + [command]
+            for view, curves in old.get("curves", {}).items():
+                summary["curves"][view] = {**curves, **summary["curves"].get(view, {})}
         results[preset] = summary
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=1))
