@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import shlex
 import sys
 import time
 from pathlib import Path
+
+from _docs import write_section
 
 from fedpia.experiments import get_preset, run_compare
 
@@ -90,13 +91,7 @@ def write_doc(results: dict) -> None:
         "",
         "<!-- accuracy:end -->",
     ]
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = "\n".join(body)
-    if "<!-- accuracy:start -->" in text:
-        text = re.sub(r"<!-- accuracy:start -->.*<!-- accuracy:end -->", lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n## Accuracy (FedPIA vs baselines)\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_section(DOC, "accuracy", "Accuracy (FedPIA vs baselines)", "\n".join(body))
 
 
 def main(argv: list[str] | None = None) -> int:

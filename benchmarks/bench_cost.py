@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _docs import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "cost.json"
@@ -128,13 +129,7 @@ def write_doc(res: dict, command: str) -> None:
         lines += ["", f"In-process vs Flower simulation (Ray, 3 clients, 2 rounds, same config): "
                       f"{e['inprocess_s']:.1f} s vs {e['flower_ray_s']:.1f} s ({e['ratio']:.1f}×)."]
     lines.append("<!-- cost:end -->")
-    block = "\n".join(lines)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if "<!-- cost:start -->" in text:
-        text = re.sub(r"<!-- cost:start -->.*<!-- cost:end -->", lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n## Cost of a round, memory, engines\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_section(DOC, "cost", "Cost of a round, memory, engines", "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
