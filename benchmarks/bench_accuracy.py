@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.with_overrides(sets)
         t0 = time.perf_counter()
         summary = run_compare(cfg, methods=args.methods.split(","), seeds=[int(s) for s in args.seeds.split(",")],
-                              out_dir=Path(args.out) / preset)
+                              out_dir=Path(args.out) / preset, overwrite=True)  # benchmarks re-measure
         summary.pop("table", None)
         summary["command"] = command
         summary["overrides"] = sets

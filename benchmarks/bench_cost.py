@@ -57,7 +57,7 @@ def round_shares(rounds: int) -> dict:
     from fedpia.experiments import get_preset, run_experiment
 
     cfg = get_preset("demo").with_overrides([f"sim.rounds={rounds}"])
-    res = run_experiment(cfg, out_dir=ROOT / "runs" / "bench_cost" / "shares")
+    res = run_experiment(cfg, out_dir=ROOT / "runs" / "bench_cost" / "shares", overwrite=True)
     hist = res["history"][1:]  # round 1 has no client PIA (no local adapter yet)
     tot = sum(h["round_time"] for h in hist)
     server = sum(h["server_time"] for h in hist)

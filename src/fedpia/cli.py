@@ -118,6 +118,7 @@ def run(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/run"),
     engine: Annotated[str | None, typer.Option(help="inprocess | flower")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an earlier run in --out")] = False,
     verbose: bool = False,
 ) -> None:
     """Run one experiment; writes OUT/results.json, OUT/report.md and checkpoints."""
@@ -127,8 +128,8 @@ def run(
     try:
         cfg = _load_config(preset, config, set_, data_root, engine)
         with _Progress(cfg.sim.rounds) as prog:
-            results = run_experiment(cfg, out_dir=out, resume=resume, on_event=prog)
-    except (ValueError, FileNotFoundError) as exc:
+            results = run_experiment(cfg, out_dir=out, resume=resume, overwrite=overwrite, on_event=prog)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
     console.print((out / "report.md").read_text())
     console.print(f"results: {out / 'results.json'}  (elapsed {results['elapsed']:.1f} s)")
@@ -143,7 +144,8 @@ def compare(
     set_: Annotated[list[str], typer.Option("--set", help="override key=value (repeatable)")] = [],  # noqa: B006
     data_root: Annotated[Path | None, typer.Option(help="folder with vqa_rad/, medmnist/, ...")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/compare"),
-    resume: bool = False,
+    resume: Annotated[bool, typer.Option(help="continue runs from their checkpoints in --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace earlier runs in --out")] = False,
     verbose: bool = False,
 ) -> None:
     """Run methods x seeds; writes OUT/summary.json, OUT/summary.md and plots."""
@@ -155,8 +157,9 @@ def compare(
         methods = [m.strip() for m in strategies.split(",") if m.strip()]
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
         with _Progress(cfg.sim.rounds) as prog:
-            summary = run_compare(cfg, methods=methods, seeds=seed_list, out_dir=out, resume=resume, on_event=prog)
-    except (ValueError, FileNotFoundError) as exc:
+            summary = run_compare(cfg, methods=methods, seeds=seed_list, out_dir=out, resume=resume,
+                                  overwrite=overwrite, on_event=prog)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
     console.print(summary["table"])
     console.print(f"summary: {out / 'summary.json'}; plots: {', '.join(summary['plots'])}")
@@ -167,10 +170,12 @@ def demo(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/demo"),
     rounds: Annotated[int | None, typer.Option(help="override the number of rounds")] = None,
 ) -> None:
-    """The embedded default: FedPIA vs FedAvg on synthetic medical VQA, CPU, a few minutes."""
+    """The embedded default: FedPIA vs FedAvg on synthetic medical VQA, CPU, a few minutes.
+
+    Each call starts over in OUT (an earlier demo there is replaced)."""
     sets = [f"sim.rounds={rounds}"] if rounds else []
     compare(preset="demo", config=None, strategies="fedpia,fedavg", seeds="0", set_=sets,
-            data_root=None, out=out, resume=False, verbose=False)
+            data_root=None, out=out, resume=False, overwrite=True, verbose=False)
 
 
 @app.command()

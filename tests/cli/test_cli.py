@@ -39,6 +39,16 @@ def test_run_writes_results_report_and_checkpoint(tmp_path):
     assert res2.exit_code == 0, res2.output
     again = json.loads((out / "results.json").read_text())
     assert [h["eval"] for h in again["history"]] == [h["eval"] for h in results["history"]]
+    # the same --out without --resume is refused and leaves the earlier run untouched ...
+    before = (out / "results.json").read_bytes()
+    res3 = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--out", str(out)])
+    assert res3.exit_code == 2 and "already holds a run" in " ".join(res3.output.split()), res3.output
+    assert (out / "results.json").read_bytes() == before
+    # ... and --overwrite starts over (same seed: the same metrics again)
+    res4 = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--out", str(out), "--overwrite"])
+    assert res4.exit_code == 0, res4.output
+    fresh = json.loads((out / "results.json").read_text())
+    assert [h["eval"] for h in fresh["history"]] == [h["eval"] for h in results["history"]]
 
 
 def test_compare_writes_summary_table_and_plots(tmp_path):
@@ -52,6 +62,11 @@ def test_compare_writes_summary_table_and_plots(tmp_path):
     assert "| fedpia |" in (out / "summary.md").read_text()
     for png in ("metric_vs_round.png", "per_client.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # adding a method to an occupied folder is refused before any run starts, naming the folder
+    res = runner.invoke(app, ["compare", "--preset", "demo", "--strategies", "local,fedavg",
+                              "--seeds", "0", *TINY, "--out", str(out)])
+    assert res.exit_code == 2 and "fedavg" in res.output and "already holds a run" in " ".join(res.output.split())
+    assert not (out / "local").exists()
 
 
 def test_errors_are_clear_and_exit_2(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 
 from fedpia.experiments.config import ExperimentConfig
 from fedpia.experiments.report import NOTE, compare_table, curves, plot_compare
-from fedpia.experiments.runner import provenance, run_experiment
+from fedpia.experiments.runner import provenance, refuse_existing_run, run_experiment
 from fedpia.experiments.variants import apply_variant
 
 
@@ -27,6 +27,7 @@ def run_compare(
     seeds: Sequence[int],
     out_dir: str | Path,
     resume: bool = False,
+    overwrite: bool = False,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run every (method, seed) into ``out_dir/<method>/seed<k>/`` and summarise.
@@ -41,6 +42,9 @@ def run_compare(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     configs = {m: apply_variant(base, m) for m in methods}  # validate every name before running
+    for m in methods:  # refuse an occupied folder now, not after hours of earlier runs
+        for seed in seeds:
+            refuse_existing_run(out / _slug(m) / f"seed{seed}", resume=resume, overwrite=overwrite)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for m, cfg in configs.items():
         for seed in seeds:
@@ -48,7 +52,8 @@ def run_compare(
             if on_event:
                 on_event("run_start", {"method": m, "seed": seed})
             runs[m].append(
-                run_experiment(seeded, out_dir=out / _slug(m) / f"seed{seed}", resume=resume, on_event=on_event)
+                run_experiment(seeded, out_dir=out / _slug(m) / f"seed{seed}", resume=resume,
+                               overwrite=overwrite, on_event=on_event)
             )
     summary = {
         "preset": base.name,

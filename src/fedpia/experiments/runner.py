@@ -83,9 +83,15 @@ def run_experiment(
     *,
     out_dir: str | Path,
     resume: bool = False,
+    overwrite: bool = False,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``cfg`` and write ``results.json`` + ``report.md`` into ``out_dir``; returns the results."""
+    """Run ``cfg`` and write ``results.json`` + ``report.md`` into ``out_dir``; returns the results.
+
+    An ``out_dir`` that already holds a run (``results.json`` or checkpoints) is refused with
+    ``FileExistsError`` unless ``resume`` (continue it) or ``overwrite`` (start over) is set, so
+    an earlier run is never replaced by accident.
+    """
     from fedpia.data import get_setting
     from fedpia.models import build_model
     from fedpia.sim import Simulator
@@ -93,8 +99,9 @@ def run_experiment(
 
     cfg.validate()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoints"
+    refuse_existing_run(out, resume=resume, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data = get_setting(cfg.setting, data_root=cfg.data_root, seed=cfg.sim.seed, **cfg.setting_options)
     tasks = {c.name: c.task for c in data.clients}
@@ -134,6 +141,18 @@ def run_experiment(
 
     (out / "report.md").write_text(experiment_report(results))
     return results
+
+
+def refuse_existing_run(out: Path, *, resume: bool, overwrite: bool) -> None:
+    if resume or overwrite:
+        return
+    found = [p for p in (out / "results.json", out / "checkpoints") if p.exists()]
+    if found:
+        raise FileExistsError(
+            f"{out} already holds a run ({', '.join(p.name for p in found)}); "
+            "pass resume=True (--resume) to continue it, overwrite=True (--overwrite) to start over, "
+            "or choose another output folder"
+        )
 
 
 def _with_lora_scaling(cfg: ExperimentConfig) -> dict[str, Any]:
