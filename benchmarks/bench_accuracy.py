@@ -66,7 +66,7 @@ def _table(results: dict, presets: list[str], view: str) -> str:
 
 
 def write_doc(results: dict) -> None:
-    presets = list(results)
+    presets = sorted(results)  # t1, t2, t3, t5: the paper's column order
     seeds = sorted({s for r in results.values() for s in r["seeds"]})
     commands = sorted({c for r in results.values() for c in r.get("commands", [r.get("command")])})
     body = [
