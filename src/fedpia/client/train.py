@@ -41,6 +41,9 @@ class TrainConfig:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
         if self.batch_size < 1:
             raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        for knob in ("local_epochs", "local_steps"):
+            if getattr(self, knob) < 0:
+                raise ValueError(f"train.{knob} must be >= 0, got {getattr(self, knob)}")
         if self.local_epochs < 1 and self.local_steps < 1:
             raise ValueError("train.local_epochs or train.local_steps must be >= 1")
         if not 0.0 <= self.warmup_frac < 1.0:

@@ -9,9 +9,11 @@ Every builder is deterministic given ``seed`` (one ``numpy.random.Generator`` pe
 from __future__ import annotations
 
 import inspect
+import typing
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from fedpia.data.partition import (
 )
 from fedpia.data.schema import ClientSplit, FederatedData, Sample
 from fedpia.data.synthetic import KINDS, LOCATIONS, SyntheticSpec, generate, skewed_probs
+from fedpia.typecheck import check_value
 
 SETTINGS: dict[str, Callable[..., FederatedData]] = {}
 
@@ -36,6 +39,13 @@ def register_setting(name: str):
 
 def get_setting(name: str, *, data_root: str | Path | None = None, seed: int = 0, **overrides) -> FederatedData:
     """Build preset ``name``; ``overrides`` are the builder's keyword knobs (unknown keys raise)."""
+    overrides = check_setting_options(name, overrides)
+    return SETTINGS[name](data_root=data_root, seed=seed, **overrides)
+
+
+def check_setting_options(name: str, options: dict) -> dict:
+    """``options`` checked against setting ``name``'s knobs (names and annotated types) without
+    loading any data; a ValueError names the knob."""
     if name not in SETTINGS:
         raise ValueError(f"unknown setting {name!r}; known: {sorted(SETTINGS)}")
     fn = SETTINGS[name]
@@ -43,10 +53,15 @@ def get_setting(name: str, *, data_root: str | Path | None = None, seed: int = 0
     allowed = {p for p, v in params.items() if v.kind is not v.VAR_KEYWORD} - {"data_root", "seed"}
     if any(v.kind is v.VAR_KEYWORD for v in params.values()):
         allowed |= set(_SYN_DEFAULTS)  # synthetic builders forward sizes to _synthetic
-    bad = sorted(set(overrides) - allowed)
+    bad = sorted(set(options) - allowed)
     if bad:
         raise ValueError(f"setting {name!r} has no knob(s) {bad}; knobs: {sorted(allowed)}")
-    return fn(data_root=data_root, seed=seed, **overrides)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: the builder checks its own knobs
+        hints = {}
+    hints = {**{k: type(v) for k, v in _SYN_DEFAULTS.items()}, **hints}
+    return {k: check_value(v, hints.get(k, Any), f"setting_options.{k}") for k, v in options.items()}
 
 
 def describe(fd: FederatedData, *, top_k: int = 3) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from fedpia.client import TrainConfig
 from fedpia.sim import SimConfig
+from fedpia.typecheck import check_field_types
 
 ENGINES = ("inprocess", "flower")
 
@@ -48,10 +49,12 @@ class ExperimentConfig:
     def validate(self) -> None:
         """Check the registry-validated parts too (model config, strategy knobs, setting name)."""
         from fedpia.data import SETTINGS
+        from fedpia.data.settings import check_setting_options
         from fedpia.strategies import build_strategy
 
         if self.setting not in SETTINGS:
             raise ValueError(f"setting={self.setting!r}; allowed: {sorted(SETTINGS)}")
+        check_setting_options(self.setting, self.setting_options)
         self.model_config()
         if self.strategy == "centralized":  # pooled-data upper bound, not a federated strategy
             if self.strategy_options or self.engine != "inprocess":
@@ -77,6 +80,8 @@ class ExperimentConfig:
         path = Path(path)
         if not path.exists():
             raise ValueError(f"config file {path} does not exist")
+        if not path.is_file():
+            raise ValueError(f"config file {path} is not a file")
         try:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
@@ -103,6 +108,7 @@ def build_dataclass(cls: type, raw: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(names)}")
+    raw = check_field_types(cls, raw, where)
     try:
         return cls(**raw)
     except TypeError as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +82,18 @@ class Backbone(nn.Module):
         if pretrained is None:
             return seeded_init(cls.hf_class(), cls.tiny_config(), seed)
         logger.info("loading %s backbone from %s", cls.name, pretrained)
-        return cls.hf_class().from_pretrained(pretrained)
+        if pretrained.startswith(("/", ".", "~")):  # a path, not a hub id
+            if not Path(pretrained).expanduser().is_dir():
+                raise ValueError(f"model.pretrained={pretrained!r}: no such checkpoint directory")
+            pretrained = str(Path(pretrained).expanduser())
+        try:
+            return cls.hf_class().from_pretrained(pretrained)
+        except OSError as exc:  # no such directory, hub id not cached and no network, ...
+            raise ValueError(
+                f"model.pretrained={pretrained!r}: could not load a {cls.name} checkpoint from this "
+                f"local directory or hub id ({str(exc).splitlines()[0]}). Without network access, "
+                "download the checkpoint elsewhere and pass its directory."
+            ) from exc
 
     @classmethod
     def build(cls, pretrained: str | None, *, seed: int = 0, **kw) -> Backbone:

@@ -70,6 +70,8 @@ class SimConfig:
             raise ValueError(f"sim.fraction_fit must be in (0, 1], got {self.fraction_fit}")
         if self.min_clients < 1:
             raise ValueError(f"sim.min_clients must be >= 1, got {self.min_clients}")
+        if self.seed < 0:
+            raise ValueError(f"sim.seed must be >= 0, got {self.seed}")
         for knob in ("failure_prob", "max_failure_frac"):
             if not 0.0 <= getattr(self, knob) <= 1.0:
                 raise ValueError(f"sim.{knob} must be in [0, 1], got {getattr(self, knob)}")
@@ -138,6 +140,9 @@ class Simulator:
     ) -> None:
         if not data.clients:
             raise ValueError(f"setting {data.setting!r} has no clients")
+        if sim.min_clients > len(data.clients):
+            raise ValueError(f"sim.min_clients={sim.min_clients} but setting {data.setting!r} has "
+                             f"{len(data.clients)} clients: no round could succeed")
         self.model, self.data, self.strategy = model, data, strategy
         self.sim, self.train_cfg = sim, train
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fedpia.strategies.base import Strategy
+from fedpia.typecheck import check_field_types
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -42,8 +43,11 @@ def build_strategy(name: str, **knobs: Any) -> Strategy:
     unknown = sorted(set(knobs) - set(allowed))
     if unknown:
         raise ValueError(
-            f"strategy {name!r} has no option(s) {unknown}; allowed: {sorted(allowed) or 'none'}"
+            f"strategy {name!r} has no option(s) {unknown}; allowed: {sorted(allowed) or 'none'} "
+            "(options carried over from another strategy: reset them with strategy_options={})"
         )
+    if dataclasses.is_dataclass(cls):
+        knobs = check_field_types(cls, knobs, "strategy_options")
     return cls(**knobs)
 
 
