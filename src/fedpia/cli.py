@@ -16,7 +16,9 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+# show_locals off: a crash must not dump tensors (thousands of lines) into the terminal
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__,
+                  pretty_exceptions_show_locals=False)
 data_app = typer.Typer(no_args_is_help=True, help="Inspect the data of a preset.")
 app.add_typer(data_app, name="data")
 console = Console()
@@ -31,13 +33,23 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(console=console, show_path=False, markup=False)],
         force=True,
     )
-    for noisy in ("transformers", "urllib3", "matplotlib", "PIL"):
+    for noisy in ("transformers", "urllib3", "matplotlib", "PIL", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# user errors (bad config, missing / unreadable files, an occupied --out): message + exit 2
+USER_ERRORS = (ValueError, OSError)
+
+
 def _fail(msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    console.print("[bold red]error:[/] ", end="")
+    console.print(msg, markup=False, highlight=False)
     raise typer.Exit(code=2)
+
+
+def _print_table(text: str) -> None:
+    """Markdown tables unwrapped (wrapping at the terminal width breaks their rows)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _load_config(preset: str | None, config: Path | None, sets: list[str], data_root: Path | None,
@@ -80,7 +92,10 @@ class _Progress:
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event == "run_start":
             console.print(f"[bold]{info['method']}[/] seed {info['seed']}")
-            self.round_task = None
+            for task in (self.round_task, self.client_task):  # one set of bars at a time
+                if task is not None:
+                    self.bar.remove_task(task)
+            self.round_task = self.client_task = None
         elif event == "encode":
             console.log(f"encoding data of client {info['client']}")
         elif event == "round_start":
@@ -129,9 +144,9 @@ def run(
         cfg = _load_config(preset, config, set_, data_root, engine)
         with _Progress(cfg.sim.rounds) as prog:
             results = run_experiment(cfg, out_dir=out, resume=resume, overwrite=overwrite, on_event=prog)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except USER_ERRORS as exc:
         _fail(str(exc))
-    console.print((out / "report.md").read_text())
+    _print_table((out / "report.md").read_text())
     console.print(f"results: {out / 'results.json'}  (elapsed {results['elapsed']:.1f} s)")
 
 
@@ -155,13 +170,16 @@ def compare(
     try:
         cfg = _load_config(preset, config, set_, data_root, None)
         methods = [m.strip() for m in strategies.split(",") if m.strip()]
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            _fail(f"--seeds must be comma-separated integers (e.g. 0,1,2), got {seeds!r}")
         with _Progress(cfg.sim.rounds) as prog:
             summary = run_compare(cfg, methods=methods, seeds=seed_list, out_dir=out, resume=resume,
                                   overwrite=overwrite, on_event=prog)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except USER_ERRORS as exc:
         _fail(str(exc))
-    console.print(summary["table"])
+    _print_table(summary["table"])
     console.print(f"summary: {out / 'summary.json'}; plots: {', '.join(summary['plots'])}")
 
 
@@ -200,9 +218,9 @@ def data_summary(
     try:
         cfg = _load_config(preset, None, [], data_root, None)
         fd = get_setting(cfg.setting, data_root=cfg.data_root, seed=cfg.sim.seed, **cfg.setting_options)
-    except (ValueError, FileNotFoundError) as exc:
+    except USER_ERRORS as exc:
         _fail(str(exc))
-    console.print(describe(fd))
+    console.print(describe(fd), markup=False, highlight=False)
 
 
 def main() -> None:

@@ -47,8 +47,17 @@ def test_run_writes_results_report_and_checkpoint(tmp_path):
     # ... and --overwrite starts over (same seed: the same metrics again)
     res4 = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--out", str(out), "--overwrite"])
     assert res4.exit_code == 0, res4.output
-    fresh = json.loads((out / "results.json").read_text())
+    fresh_bytes = (out / "results.json").read_bytes()
+    fresh = json.loads(fresh_bytes)
     assert [h["eval"] for h in fresh["history"]] == [h["eval"] for h in results["history"]]
+    # resuming under another config is refused, naming the field (seed, lr schedule would differ)
+    for extra, needle in ((["--set", "sim.seed=7"], "sim.seed: 0 -> 7"),
+                          (["--set", "sim.rounds=3"], "sim.rounds: 2 -> 3"),
+                          (["--overwrite"], "exclude each other"),
+                          (["--engine", "flower"], "not supported with engine 'flower'")):
+        res5 = runner.invoke(app, ["run", "--preset", "demo", *TINY, *extra, "--out", str(out), "--resume"])
+        assert res5.exit_code == 2 and needle in " ".join(res5.output.split()), (extra, res5.output)
+    assert (out / "results.json").read_bytes() == fresh_bytes
 
 
 def test_compare_writes_summary_table_and_plots(tmp_path):
@@ -62,11 +71,19 @@ def test_compare_writes_summary_table_and_plots(tmp_path):
     assert "| fedpia |" in (out / "summary.md").read_text()
     for png in ("metric_vs_round.png", "per_client.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # adding a method to an occupied folder is refused before any run starts, naming the folder
+    # another comparison into the same folder would replace summary.json: refused
+    res = runner.invoke(app, ["compare", "--preset", "demo", "--strategies", "local",
+                              "--seeds", "5", *TINY, "--out", str(out)])
+    assert res.exit_code == 2 and "summary.json" in res.output, res.output
+    assert json.loads((out / "summary.json").read_text()) == summary
+    # without the summary, each occupied run folder is still refused before any run starts
+    (out / "summary.json").unlink()
     res = runner.invoke(app, ["compare", "--preset", "demo", "--strategies", "local,fedavg",
                               "--seeds", "0", *TINY, "--out", str(out)])
     assert res.exit_code == 2 and "fedavg" in res.output and "already holds a run" in " ".join(res.output.split())
     assert not (out / "local").exists()
+    assert set(summary["per_client"]["personalized"]["fedpia"]) == {"client0-x-ray-vqa", "client1-ct-vqa"}
+    assert summary["config"]["setting"] == "synthetic"
 
 
 def test_errors_are_clear_and_exit_2(tmp_path):
@@ -76,11 +93,28 @@ def test_errors_are_clear_and_exit_2(tmp_path):
         (["run", "--config", str(tmp_path / "missing.toml")], "does not exist"),
         (["run", "--preset", "t1-vqarad", "--data-root", str(tmp_path)], "vqa_rad"),
         (["compare", "--preset", "demo", "--strategies", "fedpia,bogus"], "unknown method 'bogus'"),
+        # wrong types and ranges name the field (no traceback, nothing run)
+        (["run", "--preset", "demo", "--set", "sim.rounds=1.5"], "sim.rounds must be an integer, got 1.5"),
+        (["run", "--preset", "demo", "--set", "sim.share_heads=maybe"], "sim.share_heads must be true or false"),
+        (["run", "--preset", "demo", "--set", "strategy_options.gamma=abc"],
+         "strategy_options.gamma must be a number"),
+        (["run", "--preset", "t1-vqarad", "--set", "setting_options.max_train=abc"],
+         "setting_options.max_train must be an integer"),
+        (["run", "--preset", "demo", "--set", "train.local_steps=-3"], "train.local_steps must be >= 0"),
+        (["run", "--preset", "demo", "--set", "strategy=fedavg"], "strategy_options={}"),
+        (["run", "--preset", "demo", "--set", "sim.min_clients=10"], "sim.min_clients=10"),
+        (["run", "--preset", "demo", "--set", "model.pretrained=/nonexistent/ckpt"],
+         "no such checkpoint directory"),
+        (["run", "--config", str(tmp_path)], "is not a file"),
+        (["compare", "--preset", "demo", "--seeds", "0,a"], "--seeds must be comma-separated integers"),
+        (["compare", "--preset", "demo", "--seeds", "0,0"], "given more than once"),
+        (["compare", "--preset", "demo", "--seeds", "-1"], "sim.seed must be >= 0"),
     ]
     for args, needle in cases:
-        res = runner.invoke(app, args)
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / "out")] if args[0] != "data" else args)
         assert res.exit_code == 2, (args, res.output)
         assert needle in " ".join(res.output.split()), (args, res.output)
+        assert not (tmp_path / "out").exists(), args  # a refused run leaves no folder behind
 
 
 def test_config_file_and_data_summary(tmp_path, shared_data):
@@ -94,3 +128,4 @@ def test_config_file_and_data_summary(tmp_path, shared_data):
     res = runner.invoke(app, ["data", "summary", "t1-vqarad", "--data-root", str(shared_data)])
     assert res.exit_code == 0, res.output
     assert "vqarad-head" in res.output and "vqarad-chest" in res.output
+    assert "top[no:" in res.output or "top[yes:" in res.output  # label histograms, not eaten as markup

@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 
 from fedpia.experiments.config import ExperimentConfig
-from fedpia.experiments.report import NOTE, compare_table, curves, plot_compare
+from fedpia.experiments.report import (
+    NOTE,
+    STD_NOTE,
+    compare_table,
+    curves,
+    per_client,
+    plot_compare,
+)
 from fedpia.experiments.runner import provenance, refuse_existing_run, run_experiment
 from fedpia.experiments.variants import apply_variant
 
@@ -32,7 +39,8 @@ def run_compare(
 ) -> dict[str, Any]:
     """Run every (method, seed) into ``out_dir/<method>/seed<k>/`` and summarise.
 
-    Writes ``summary.json`` (mean ± std per method, per-client means, curves, provenance),
+    Writes ``summary.json`` (config, provenance, mean ± std over seeds per method and per client,
+    curves),
     ``summary.md`` (markdown tables) and PNG plots. Returns the summary.
     """
     if not methods:
@@ -40,27 +48,37 @@ def run_compare(
     if not seeds:
         raise ValueError("compare needs at least one seed")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     configs = {m: apply_variant(base, m) for m in methods}  # validate every name before running
-    for m in methods:  # refuse an occupied folder now, not after hours of earlier runs
+    for what, items in (("method", methods), ("seed", seeds)):
+        repeated = sorted({str(x) for x in items if list(items).count(x) > 1})
+        if repeated:
+            raise ValueError(f"compare: {what}(s) {repeated} given more than once")
+    # refuse an occupied folder now, not after hours of earlier runs
+    refuse_existing_run(out, resume=resume, overwrite=overwrite, markers=("summary.json",))
+    seeded = {(m, s): cfg.with_overrides([f"sim.seed={int(s)}"]) for m, cfg in configs.items()
+              for s in seeds}  # also checks every seed
+    for m in methods:
         for seed in seeds:
             refuse_existing_run(out / _slug(m) / f"seed{seed}", resume=resume, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-    for m, cfg in configs.items():
+    for m in methods:
         for seed in seeds:
-            seeded = cfg.with_overrides([f"sim.seed={int(seed)}"])
             if on_event:
                 on_event("run_start", {"method": m, "seed": seed})
             runs[m].append(
-                run_experiment(seeded, out_dir=out / _slug(m) / f"seed{seed}", resume=resume,
+                run_experiment(seeded[m, seed], out_dir=out / _slug(m) / f"seed{seed}", resume=resume,
                                overwrite=overwrite, on_event=on_event)
             )
     summary = {
         "preset": base.name,
         "methods": list(methods),
         "seeds": list(seeds),
+        "config": base.to_dict(),
         "provenance": provenance(),
+        "std": "over seeds, population (ddof=0)",
         "results": {},
+        "per_client": {view: per_client(runs, view=view) for view in ("personalized", "global")},
         "curves": {"personalized": curves(runs, view="personalized"), "global": curves(runs, view="global")},
     }
     for m, rs in runs.items():
@@ -84,7 +102,7 @@ def run_compare(
         "",
         compare_table(runs, view="global"),
         "",
-        NOTE,
+        STD_NOTE + " " + NOTE,
         "",
     ]
     (out / "summary.md").write_text("\n".join(md))

@@ -50,18 +50,34 @@ def _fmt(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
 
+STD_NOTE = "± is the standard deviation over seeds (population, ddof=0)."
+
+
+def per_client(runs: dict[str, list[dict[str, Any]]], *, view: str = "personalized") -> dict[str, Any]:
+    """Per method and client: final metric mean, std (ddof=0) and per-seed values."""
+    clients = sorted({c for rs in runs.values() for r in rs for c in r["summary"]["per_client"]})
+    out: dict[str, Any] = {}
+    for method, rs in runs.items():
+        out[method] = {}
+        for c in clients:
+            vals = [r["summary"]["per_client"].get(c, {}).get(view) for r in rs]
+            vals = [float(v) for v in vals if v is not None]
+            if vals:
+                out[method][c] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "per_seed": vals}
+    return out
+
+
 def compare_table(runs: dict[str, list[dict[str, Any]]], *, view: str = "personalized") -> str:
     """Markdown table: mean ± std over seeds of the client-mean metric, and per client."""
     clients = sorted({c for rs in runs.values() for r in rs for c in r["summary"]["per_client"]})
     head = "| method | mean ± std | " + " | ".join(clients) + " |"
     sep = "|---|---:|" + "---:|" * len(clients)
     lines = [head, sep]
+    pc = per_client(runs, view=view)
     for method, rs in runs.items():
         means = [r["summary"]["mean"].get(view, np.nan) for r in rs]
-        cells = []
-        for c in clients:
-            vals = [r["summary"]["per_client"].get(c, {}).get(view, np.nan) for r in rs]
-            cells.append(f"{100 * np.nanmean(vals):.2f}")
+        cells = [f"{100 * pc[method][c]['mean']:.2f} ± {100 * pc[method][c]['std']:.2f}"
+                 if c in pc[method] else "–" for c in clients]
         lines.append(
             f"| {method} | {100 * np.mean(means):.2f} ± {100 * np.std(means):.2f} | "
             + " | ".join(cells) + " |"
@@ -71,6 +87,11 @@ def compare_table(runs: dict[str, list[dict[str, Any]]], *, view: str = "persona
 
 def curves(runs: dict[str, list[dict[str, Any]]], *, view: str = "personalized") -> dict[str, list[float]]:
     """Per method: the client-mean headline metric after each round, averaged over seeds."""
+    return {method: np.nanmean(arr, axis=0).tolist() for method, arr in _seed_curves(runs, view).items()}
+
+
+def _seed_curves(runs: dict[str, list[dict[str, Any]]], view: str) -> dict[str, np.ndarray]:
+    """Per method: ``[seeds, rounds]`` client-mean headline metric after each round."""
     from fedpia.client import primary_metric
 
     out = {}
@@ -83,7 +104,7 @@ def curves(runs: dict[str, list[dict[str, Any]]], *, view: str = "personalized")
                 vals = [res[view][primary_metric(tasks[c])] for c, res in h["eval"].items() if view in res]
                 seq.append(float(np.mean(vals)) if vals else np.nan)
             per_seed.append(seq)
-        out[method] = np.nanmean(np.array(per_seed, dtype=float), axis=0).tolist()
+        out[method] = np.array(per_seed, dtype=float)
     return out
 
 
@@ -96,9 +117,16 @@ def plot_compare(runs: dict[str, list[dict[str, Any]]], out_dir: Path, *, view: 
 
     out_dir = Path(out_dir)
     paths = []
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, seq in curves(runs, view=view).items():
-        ax.plot(range(1, len(seq) + 1), [100 * v for v in seq], marker="o", label=method)
+    for method, arr in _seed_curves(runs, view).items():
+        mean, std = 100 * np.nanmean(arr, axis=0), 100 * np.nanstd(arr, axis=0)
+        x = np.arange(1, len(mean) + 1)
+        line, = ax.plot(x, mean, marker="o", label=method)
+        if arr.shape[0] > 1:  # band: ± std over seeds
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel(f"client-mean metric ({view}) %")
     ax.legend(fontsize=8)
@@ -111,9 +139,11 @@ def plot_compare(runs: dict[str, list[dict[str, Any]]], out_dir: Path, *, view: 
     clients = sorted({c for rs in runs.values() for r in rs for c in r["summary"]["per_client"]})
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(clients) * max(1, len(runs)) / 2), 4))
     width = 0.8 / max(1, len(runs))
-    for j, (method, rs) in enumerate(runs.items()):
-        vals = [np.nanmean([r["summary"]["per_client"].get(c, {}).get(view, np.nan) for r in rs]) for c in clients]
-        ax.bar(np.arange(len(clients)) + j * width, [100 * v for v in vals], width, label=method)
+    pc = per_client(runs, view=view)
+    for j, method in enumerate(runs):
+        stats = [pc[method].get(c, {"mean": np.nan, "std": 0.0}) for c in clients]
+        ax.bar(np.arange(len(clients)) + j * width, [100 * st["mean"] for st in stats], width,
+               yerr=[100 * st["std"] for st in stats], capsize=2, label=method)
     ax.set_xticks(np.arange(len(clients)) + width * (len(runs) - 1) / 2, clients, rotation=20, fontsize=8)
     ax.set_ylabel(f"final metric ({view}) %")
     ax.legend(fontsize=8)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -101,9 +102,23 @@ def run_experiment(
     out = Path(out_dir)
     ckpt = out / "checkpoints"
     refuse_existing_run(out, resume=resume, overwrite=overwrite)
-    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        if cfg.engine == "flower":
+            raise ValueError("resume is not supported with engine 'flower' (a Flower run keeps no "
+                             "fedpia checkpoints); start over with overwrite (--overwrite)")
+        check_resume_config(out, cfg)
     t0 = time.perf_counter()
     data = get_setting(cfg.setting, data_root=cfg.data_root, seed=cfg.sim.seed, **cfg.setting_options)
+    if cfg.sim.min_clients > len(data.clients):
+        raise ValueError(f"sim.min_clients={cfg.sim.min_clients} but setting {cfg.setting!r} has "
+                         f"{len(data.clients)} clients: no round could succeed")
+    model = build_model(cfg.model_config()) if cfg.engine != "flower" else None
+    out.mkdir(parents=True, exist_ok=True)  # only now: a config, data or model error leaves no folder
+    if overwrite:  # start over: no stale checkpoint a later resume could pick up
+        shutil.rmtree(ckpt, ignore_errors=True)
+        for name in ("results.json", "report.md"):
+            (out / name).unlink(missing_ok=True)
+    _write_json(out / "config.json", cfg.to_dict())
     tasks = {c.name: c.task for c in data.clients}
     if cfg.engine == "flower":
         from fedpia.flower import run_flower_simulation
@@ -112,10 +127,9 @@ def run_experiment(
     elif cfg.strategy == "centralized":
         from fedpia.sim.centralized import run_centralized
 
-        history = run_centralized(build_model(cfg.model_config()), data, sim=cfg.sim, train=cfg.train,
+        history = run_centralized(model, data, sim=cfg.sim, train=cfg.train,
                                   on_event=on_event)
     else:
-        model = build_model(cfg.model_config())
         strategy = build_strategy(cfg.strategy, **_with_lora_scaling(cfg))
         sim = Simulator(
             model, data, strategy, sim=cfg.sim, train=cfg.train, checkpoint_dir=ckpt, on_event=on_event
@@ -143,10 +157,51 @@ def run_experiment(
     return results
 
 
-def refuse_existing_run(out: Path, *, resume: bool, overwrite: bool) -> None:
+_RESUME_FREE = ("data_root",)  # may differ on resume (the data moved); everything else may not
+
+
+def check_resume_config(out: Path, cfg: ExperimentConfig) -> None:
+    """Refuse to resume a run in ``out`` under a different config (a resumed run must equal the
+    uninterrupted one: seeds, client heads, the lr schedule over ``sim.rounds`` depend on it).
+    The saved config is ``out/config.json`` (written when a run starts; ``results.json`` of runs
+    from before it existed)."""
+    saved = None
+    for name in ("config.json", "results.json"):
+        path = out / name
+        if path.is_file():
+            raw = json.loads(path.read_text())
+            saved = raw if name == "config.json" else raw.get("config")
+            break
+    if saved is None:
+        if (out / "checkpoints").exists():
+            log.warning("%s has checkpoints but no saved config: cannot check that it matches", out)
+        return
+    now = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, like the saved JSON
+    diffs = [f"{k}: {a!r} -> {b!r}" for k, a, b in _diff(saved, now) if k not in _RESUME_FREE]
+    if diffs:
+        raise ValueError(f"cannot resume the run in {out} with a different config ({'; '.join(diffs)}); "
+                         "resume with the same settings, or start over with overwrite (--overwrite)")
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
+
+
+def refuse_existing_run(out: Path, *, resume: bool, overwrite: bool,
+                        markers: tuple[str, ...] = ("results.json", "checkpoints")) -> None:
+    """FileExistsError if ``out`` holds a run (any of ``markers``) and neither ``resume`` nor
+    ``overwrite`` is set (ValueError if both are)."""
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume (--resume) continues the "
+                         "run in the output folder, overwrite (--overwrite) starts over")
     if resume or overwrite:
         return
-    found = [p for p in (out / "results.json", out / "checkpoints") if p.exists()]
+    found = [out / m for m in markers if (out / m).exists()]
     if found:
         raise FileExistsError(
             f"{out} already holds a run ({', '.join(p.name for p in found)}); "

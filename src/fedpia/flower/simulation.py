@@ -9,9 +9,11 @@ backend and returns the per-round history with the in-process simulator's record
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fedpia.flower.config import FlowerRunConfig
@@ -27,6 +29,25 @@ def default_backend_config(num_cpus: int | None = None) -> dict[str, Any]:
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {"num_cpus": cores, "num_gpus": 0},
     }
+
+
+@contextlib.contextmanager
+def _flower_logging() -> Iterator[None]:
+    """Flower's log lines once (its own handler, not also through ours on the root logger), its
+    DEBUG lines only when the root logger is at DEBUG, and without Ray's GPU-env-var tip."""
+    flwr_log = logging.getLogger("flwr")
+    saved = flwr_log.propagate, flwr_log.level
+    if flwr_log.handlers:
+        flwr_log.propagate = False
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        flwr_log.setLevel(logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Tip: In future versions of Ray",
+                                    category=FutureWarning)
+            yield
+    finally:
+        flwr_log.propagate, flwr_log.level = saved[0], saved[1]
 
 
 def run_flower_simulation(
@@ -60,13 +81,14 @@ def run_flower_simulation(
     if cfg.num_clients == 0:
         cfg = FlowerRunConfig(**{**vars(cfg), "num_clients": n})
     done: list[Any] = []
-    run_simulation(
-        server_app=make_server_app(cfg, on_done=done.append),
-        client_app=make_client_app(cfg, mods=client_mods),
-        num_supernodes=n,
-        backend_name="ray",
-        backend_config=backend_config or default_backend_config(),
-    )
+    with _flower_logging():
+        run_simulation(
+            server_app=make_server_app(cfg, on_done=done.append),
+            client_app=make_client_app(cfg, mods=client_mods),
+            num_supernodes=n,
+            backend_name="ray",
+            backend_config=backend_config or default_backend_config(),
+        )
     if not done:
         raise RuntimeError("the Flower simulation ended without finishing the ServerApp")
     strategy = done[0]
