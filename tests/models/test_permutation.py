@@ -66,3 +66,24 @@ def test_activation_shapes_per_method(real_inputs):
         assert all(a.shape == (n_rows, width) for a in acts.values())
     with pytest.raises(ValueError):
         model.load_trainable_state({})  # strict: every key missing
+
+
+@pytest.mark.parametrize("backbone", ["vilt", "blip", "clip"])
+@pytest.mark.parametrize("peft", ["houlsby", "lora"])
+def test_activations_ignore_padding(backbone, peft, real_inputs):
+    """Token pooling covers a sample's real tokens only: its activations are the same whether its
+    batch is padded to a much longer question or not (padding used to be averaged in)."""
+    images, texts = real_inputs
+    model = build_model(ModelConfig(backbone=backbone, peft=peft, adapter_width=8, lora_rank=4,
+                                    seed=0)).eval()
+    model.load_trainable_state(_random_state(model.trainable_state(), seed=3))
+    long_q = "is there " + " and ".join(["a large mass in the left upper lobe of the lung"] * 3) + "?"
+    padded = model.processor([images[0], images[1]], [texts[0], long_q])
+    alone = model.processor([images[0]], [texts[0]])
+    assert padded["attention_mask"].shape[1] > alone["attention_mask"].shape[1] + 10
+    with torch.no_grad():
+        a_pad = adapter_activations(model, padded)
+        a_one = adapter_activations(model, alone)
+    assert set(a_one) == set(a_pad)
+    for name, a in a_one.items():
+        assert torch.allclose(a_pad[name][:1], a, atol=1e-4), (name, (a_pad[name][:1] - a).abs().max())

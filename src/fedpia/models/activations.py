@@ -4,9 +4,12 @@ For every unit group g of ``model.trainable_state()`` (``fedpia.align.unit_group
 producing the units is found from the group's ``role="in"`` weight key (``<prefix>.down.weight``
 -> ``<prefix>.down``, ``<prefix>.lora_A.default.weight`` -> ``<prefix>.lora_A.default``,
 ``<prefix>.down.phm_w`` -> ``<prefix>.down``). Its output h (before the nonlinearity), shape
-[B, T, repeat * w], is mean-pooled over the T tokens (all tokens, padding included):
+[B, T, repeat * w], is mean-pooled over the sample's real tokens (padding excluded, via the
+model's ``token_mask``; a model without one pools over all T tokens):
 
-    a_g = (1/T) Σ_t h[:, t, :]                      -> [B, repeat * w]
+    a_g = Σ_t m[:, t] h[:, t, :] / Σ_t m[:, t]      -> [B, repeat * w]
+
+so a sample's activations do not depend on how far its batch is padded.
 
 and reshaped to ``Tensor[n_samples, width]`` as align's activation cost expects:
 - repeat = 1 (bottleneck, LoRA): [B, w].
@@ -44,9 +47,18 @@ def adapter_activations(model, batch: dict[str, torch.Tensor]) -> dict[str, torc
     acts: dict[str, torch.Tensor] = {}
     handles = []
 
-    def make_hook(gname: str, width: int):
+    masker = getattr(model, "token_mask", None)
+
+    def make_hook(gname: str, mname: str, width: int):
         def hook(module, inputs, output):
-            pooled = output.mean(dim=1) if output.dim() == 3 else output  # [B, repeat * w]
+            pooled = output  # [B, repeat * w]
+            if output.dim() == 3:
+                mask = masker(mname, batch, output.shape[1]) if masker else None
+                if mask is None:
+                    pooled = output.mean(dim=1)
+                else:
+                    m = mask.to(output.dtype).unsqueeze(-1)
+                    pooled = (output * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
             b, repeat = pooled.shape[0], pooled.shape[-1] // width
             acts[gname] = pooled.reshape(b, repeat, width).reshape(b * repeat, width)
 
@@ -54,7 +66,7 @@ def adapter_activations(model, batch: dict[str, torch.Tensor]) -> dict[str, torc
 
     try:
         for gname, (mname, width) in producers.items():
-            handles.append(model.get_submodule(mname).register_forward_hook(make_hook(gname, width)))
+            handles.append(model.get_submodule(mname).register_forward_hook(make_hook(gname, mname, width)))
         model(batch)
     finally:
         for h in handles:

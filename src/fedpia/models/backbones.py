@@ -63,10 +63,28 @@ class Backbone(nn.Module):
     mean_std: tuple = IMAGENET_HALF
     with_token_types: bool = False
     embeddings_path: str = ""
+    #: modules (regex on the full module name) whose token axis is the text sequence
+    text_modules: str | None = None
+    #: the encoder's token axis is [text tokens; image tokens], every image token valid (ViLT)
+    joint_text_first: bool = False
 
     def __init__(self, hf: nn.Module) -> None:
         super().__init__()
         self.hf = hf
+
+    def token_mask(self, module_name: str, batch: dict[str, torch.Tensor], length: int):
+        """``[B, length]`` mask of the real (non-padding) tokens seen by ``module_name``, or None
+        when every token is real (image towers) or the layout is unknown."""
+        am = batch.get("attention_mask")
+        if am is None:
+            return None
+        if self.joint_text_first:
+            if length < am.shape[1]:
+                return None
+            return torch.cat([am, am.new_ones(am.shape[0], length - am.shape[1])], dim=1)
+        if self.text_modules and re.search(self.text_modules, module_name) and length == am.shape[1]:
+            return am
+        return None
 
     @classmethod
     def tiny_config(cls):
@@ -136,6 +154,7 @@ class ViltBackbone(Backbone):
     )
     with_token_types = True
     embeddings_path = "embeddings.text_embeddings.word_embeddings"
+    joint_text_first = True  # pixel_mask all ones and max_image_length=-1: every patch is kept
 
     def __init__(self, hf: nn.Module) -> None:
         super().__init__(hf)
@@ -202,6 +221,7 @@ class BlipBackbone(Backbone):
     )
     mean_std = CLIP_MEAN_STD
     embeddings_path = "text_encoder.embeddings.word_embeddings"
+    text_modules = r"(^|\.)text_encoder\."
 
     def __init__(self, hf: nn.Module) -> None:
         super().__init__(hf)
@@ -260,6 +280,7 @@ class ClipBackbone(Backbone):
     )
     mean_std = CLIP_MEAN_STD
     embeddings_path = "text_model.embeddings.token_embedding"
+    text_modules = r"(^|\.)text_model\."
 
     def __init__(self, hf: nn.Module, *, fusion: str = "product_concat") -> None:
         super().__init__(hf)

@@ -65,6 +65,13 @@ class FedModel(nn.Module):
             batch = self._with_prompt_slots(batch)
         return self.backbone(batch)
 
+    def token_mask(self, module_name: str, batch: dict[str, torch.Tensor], length: int):
+        """Real-token mask ``[B, length]`` for the sequence ``module_name`` sees on ``batch``
+        (None: every token counts); see :meth:`Backbone.token_mask`."""
+        if self.prompt is not None:
+            batch = self._with_prompt_slots(batch)
+        return self.backbone.token_mask(module_name, batch, length)
+
     def _with_prompt_slots(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Insert P placeholder tokens after position 0 (their embeddings become the prompt)."""
         n = self.prompt.embeddings.shape[0]
