@@ -124,9 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         summary["command"] = command
         summary["overrides"] = sets
         summary["elapsed_s"] = time.perf_counter() - t0
+        for entry in summary["results"].values():  # per-row provenance survives later merges
+            entry["command"], entry["git_hash"] = command, summary["provenance"]["git_hash"]
         old = results.get(preset)
         if old:  # a run with more methods adds rows to the same preset
             summary["results"] = {**old["results"], **summary["results"]}
+            for view, rows in old.get("per_client", {}).items():
+                summary["per_client"][view] = {**rows, **summary["per_client"].get(view, {})}
             summary["methods"] = old["methods"] + [m for m in summary["methods"] if m not in old["methods"]]
             summary["commands"] = old.get("commands", [old["command"]]) + [command]
             for view, curves in old.get("curves", {}).items():

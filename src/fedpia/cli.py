@@ -37,8 +37,15 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-# user errors (bad config, missing / unreadable files, an occupied --out): message + exit 2
+# user errors (bad config, missing / unreadable files, an occupied --out): message + exit 2;
+# with --verbose the traceback is shown instead (a ValueError may also be a bug deep in a run)
 USER_ERRORS = (ValueError, OSError)
+
+
+def _user_error(exc: Exception, verbose: bool) -> None:
+    if verbose:
+        raise exc
+    _fail(f"{exc}\n(--verbose shows where it was raised)")
 
 
 def _fail(msg: str) -> None:
@@ -145,7 +152,7 @@ def run(
         with _Progress(cfg.sim.rounds) as prog:
             results = run_experiment(cfg, out_dir=out, resume=resume, overwrite=overwrite, on_event=prog)
     except USER_ERRORS as exc:
-        _fail(str(exc))
+        _user_error(exc, verbose)
     _print_table((out / "report.md").read_text())
     console.print(f"results: {out / 'results.json'}  (elapsed {results['elapsed']:.1f} s)")
 
@@ -178,7 +185,7 @@ def compare(
             summary = run_compare(cfg, methods=methods, seeds=seed_list, out_dir=out, resume=resume,
                                   overwrite=overwrite, on_event=prog)
     except USER_ERRORS as exc:
-        _fail(str(exc))
+        _user_error(exc, verbose)
     _print_table(summary["table"])
     console.print(f"summary: {out / 'summary.json'}; plots: {', '.join(summary['plots'])}")
 

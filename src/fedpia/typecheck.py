@@ -1,16 +1,37 @@
 """Field-type checks for dataclasses built from untyped input (TOML, ``--set``, run configs).
 
 A leaf module (imports nothing from fedpia) so every layer that turns mappings into dataclasses
-(experiment configs, strategy knobs) reports a wrong type the same way: a ``ValueError`` naming
-the field, instead of a ``TypeError`` deep inside a run.
+(experiment configs, Flower run configs, strategy and setting knobs) reports a wrong type the
+same way: a ``ValueError`` naming the field, before anything runs, instead of a ``TypeError``
+deep inside a run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
 import os
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any
+
+
+def build_dataclass(cls: type, raw: dict[str, Any], where: str) -> Any:
+    """``cls(**raw)`` with unknown fields and constructor errors reported as ValueErrors naming
+    ``where`` (every config dataclass is built from a mapping here)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} must be a table/mapping, got {type(raw).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(names)}")
+    raw = check_field_types(cls, raw, where)
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
 
 
 def check_field_types(cls: type, raw: dict[str, Any], where: str) -> dict[str, Any]:
@@ -25,9 +46,10 @@ def check_field_types(cls: type, raw: dict[str, Any], where: str) -> dict[str, A
 
 
 def check_value(value: Any, hint: Any, where: str) -> Any:
-    """``value`` checked against the scalar field type ``hint`` (int, float, bool, str, their
-    ``| None``, tuples / lists / dicts); an int is accepted for a float. Other hints (nested
-    dataclasses, ``Any``) pass through, their own constructors check them."""
+    """``value`` checked against the field type ``hint``: int, float (an int is accepted, nan is
+    not), bool, str (a path is accepted), their ``| None``, tuple / list / Sequence (not a str),
+    dict, a nested dataclass (an instance or a mapping of its fields). Other hints (``Any``,
+    unions of several types) pass through."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -40,21 +62,27 @@ def check_value(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"{where} must be true or false, got {value!r}")
     elif hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ValueError(f"{where} must be an integer, got {value!r}")
+        return int(value)
     elif hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ValueError(f"{where} must be a number, got {value!r}")
+        if math.isnan(value):
+            raise ValueError(f"{where} must be a number, got nan")
         return float(value)
     elif hint is str:
         if isinstance(value, os.PathLike):
             return os.fspath(value)
         if not isinstance(value, str):
             raise ValueError(f"{where} must be a string, got {value!r}")
-    elif (origin or hint) in (tuple, list):
-        if not isinstance(value, list | tuple):
+    elif (origin or hint) in (tuple, list, Sequence):
+        if isinstance(value, str) or not isinstance(value, list | tuple):
             raise ValueError(f"{where} must be a list, got {value!r}")
-        return (origin or hint)(value)
+        return list(value) if (origin or hint) is list else tuple(value)
     elif (origin or hint) is dict and not isinstance(value, dict):
         raise ValueError(f"{where} must be a table/mapping, got {value!r}")
+    elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint | dict):
+            raise ValueError(f"{where} must be a table/mapping of {hint.__name__} fields, got {value!r}")
     return value

@@ -76,6 +76,13 @@ def test_compare_writes_summary_table_and_plots(tmp_path):
                               "--seeds", "5", *TINY, "--out", str(out)])
     assert res.exit_code == 2 and "summary.json" in res.output, res.output
     assert json.loads((out / "summary.json").read_text()) == summary
+    # --resume under a changed config is refused before any run starts (not after the first runs)
+    mtime = (out / "fedpia" / "seed0" / "results.json").stat().st_mtime_ns
+    res = runner.invoke(app, ["compare", "--preset", "demo", "--strategies", "fedpia,fedavg",
+                              "--seeds", "0,1", *TINY, "--set", "train.local_steps=3", "--out", str(out),
+                              "--resume"])
+    assert res.exit_code == 2 and "train.local_steps: 2 -> 3" in " ".join(res.output.split()), res.output
+    assert (out / "fedpia" / "seed0" / "results.json").stat().st_mtime_ns == mtime
     # without the summary, each occupied run folder is still refused before any run starts
     (out / "summary.json").unlink()
     res = runner.invoke(app, ["compare", "--preset", "demo", "--strategies", "local,fedavg",

@@ -19,7 +19,12 @@ from fedpia.experiments.report import (
     per_client,
     plot_compare,
 )
-from fedpia.experiments.runner import provenance, refuse_existing_run, run_experiment
+from fedpia.experiments.runner import (
+    check_resume_config,
+    provenance,
+    refuse_existing_run,
+    run_experiment,
+)
 from fedpia.experiments.variants import apply_variant
 
 
@@ -59,7 +64,10 @@ def run_compare(
               for s in seeds}  # also checks every seed
     for m in methods:
         for seed in seeds:
-            refuse_existing_run(out / _slug(m) / f"seed{seed}", resume=resume, overwrite=overwrite)
+            run_dir = out / _slug(m) / f"seed{seed}"
+            refuse_existing_run(run_dir, resume=resume, overwrite=overwrite)
+            if resume:
+                check_resume_config(run_dir, seeded[m, seed])
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for m in methods:

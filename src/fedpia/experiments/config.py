@@ -12,13 +12,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fedpia.client import TrainConfig
 from fedpia.sim import SimConfig
-from fedpia.typecheck import check_field_types
+from fedpia.typecheck import build_dataclass
 
 ENGINES = ("inprocess", "flower")
 
@@ -95,24 +96,22 @@ class ExperimentConfig:
             if "=" not in item:
                 raise ValueError(f"override {item!r} must look like key=value (e.g. sim.rounds=5)")
             key, value = item.split("=", 1)
-            _assign(raw, key.strip().split("."), _parse_value(value.strip()), key)
+            path, text = key.strip().split("."), value.strip()
+            parsed = _parse_value(text)
+            if parsed is not None and not isinstance(parsed, str) and _is_text_field(path):
+                parsed = text  # name=42 is the name "42", not the int 42
+            _assign(raw, path, parsed, key)
         return ExperimentConfig.from_dict(raw)
 
 
-def build_dataclass(cls: type, raw: dict[str, Any], where: str) -> Any:
-    """``cls(**raw)`` with unknown fields and constructor errors reported as ValueErrors naming
-    ``where`` (the one place configs are converted from mappings)."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where} must be a table/mapping, got {type(raw).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(names)}")
-    raw = check_field_types(cls, raw, where)
-    try:
-        return cls(**raw)
-    except TypeError as exc:
-        raise ValueError(f"{where}: {exc}") from exc
+def _is_text_field(path: list[str]) -> bool:
+    """Whether the dotted ``path`` names a ``str`` (or ``str | None``) config field."""
+    hints: dict[str, Any] = typing.get_type_hints(ExperimentConfig)
+    if len(path) == 2 and path[0] in ("sim", "train"):
+        hints = typing.get_type_hints(hints[path[0]])
+    elif len(path) != 1:
+        return False
+    return hints.get(path[-1]) in (str, str | None)
 
 
 _FREE_DICTS = ("setting_options", "model", "strategy_options")

@@ -103,16 +103,19 @@ def run_experiment(
     ckpt = out / "checkpoints"
     refuse_existing_run(out, resume=resume, overwrite=overwrite)
     if resume:
-        if cfg.engine == "flower":
-            raise ValueError("resume is not supported with engine 'flower' (a Flower run keeps no "
-                             "fedpia checkpoints); start over with overwrite (--overwrite)")
         check_resume_config(out, cfg)
+        done = _finished_results(out, cfg)
+        if done is not None:
+            log.info("%s: the run in %s is already finished (%d rounds)", cfg.name, out, cfg.sim.rounds)
+            return done
     t0 = time.perf_counter()
+    model = build_model(cfg.model_config()) if cfg.engine != "flower" else None
     data = get_setting(cfg.setting, data_root=cfg.data_root, seed=cfg.sim.seed, **cfg.setting_options)
     if cfg.sim.min_clients > len(data.clients):
         raise ValueError(f"sim.min_clients={cfg.sim.min_clients} but setting {cfg.setting!r} has "
                          f"{len(data.clients)} clients: no round could succeed")
-    model = build_model(cfg.model_config()) if cfg.engine != "flower" else None
+    if resume and cfg.strategy == "centralized":
+        log.warning("centralized training keeps no checkpoints: %s starts from round 1", out)
     out.mkdir(parents=True, exist_ok=True)  # only now: a config, data or model error leaves no folder
     if overwrite:  # start over: no stale checkpoint a later resume could pick up
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -160,11 +163,28 @@ def run_experiment(
 _RESUME_FREE = ("data_root",)  # may differ on resume (the data moved); everything else may not
 
 
+def _finished_results(out: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The saved results of a finished run in ``out`` (all ``sim.rounds`` rounds), else None."""
+    path = out / "results.json"
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text())
+    return results if len(results.get("history", [])) == cfg.sim.rounds else None
+
+
 def check_resume_config(out: Path, cfg: ExperimentConfig) -> None:
     """Refuse to resume a run in ``out`` under a different config (a resumed run must equal the
-    uninterrupted one: seeds, client heads, the lr schedule over ``sim.rounds`` depend on it).
-    The saved config is ``out/config.json`` (written when a run starts; ``results.json`` of runs
-    from before it existed)."""
+    uninterrupted one: seeds, client heads, the lr schedule over ``sim.rounds`` depend on it),
+    and with the Flower engine (no fedpia checkpoints). The saved config is ``out/config.json``
+    (written when a run starts; ``results.json`` of runs from before it existed). A folder with
+    nothing to resume yet (no checkpoint, no results) accepts any config."""
+    if cfg.engine == "flower":
+        raise ValueError("resume is not supported with engine 'flower' (a Flower run keeps no "
+                         "fedpia checkpoints); start over with overwrite (--overwrite)")
+    ckpt = out / "checkpoints"
+    progress = [ckpt / "checkpoint", ckpt / "checkpoint.old", out / "results.json"]
+    if not any(p.exists() for p in progress):
+        return
     saved = None
     for name in ("config.json", "results.json"):
         path = out / name

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedpia.client import TrainConfig
-from fedpia.experiments.config import build_dataclass as _build
 from fedpia.sim import SimConfig
+from fedpia.typecheck import build_dataclass as _build
 
 FAILURE_POLICIES = ("raise", "skip")
 _DICT_FIELDS = ("setting_options", "model", "strategy_options")
@@ -144,6 +144,6 @@ class FlowerRunConfig:
         for key in ("data_root", "output_dir"):
             if raw.get(key) == "":
                 raw[key] = None
-        return cls(**raw)
+        return _build(cls, raw, "run_config")
 
 

@@ -33,21 +33,24 @@ def default_backend_config(num_cpus: int | None = None) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _flower_logging() -> Iterator[None]:
-    """Flower's log lines once (its own handler, not also through ours on the root logger), its
-    DEBUG lines only when the root logger is at DEBUG, and without Ray's GPU-env-var tip."""
+    """Flower's log lines once (its own console handler, not also through ours on the root
+    logger) and without its DEBUG lines — unless the root logger is at DEBUG (``--verbose``),
+    where Flower's logger is left as it is. Ray's GPU-env-var tip is silenced."""
     flwr_log = logging.getLogger("flwr")
     saved = flwr_log.propagate, flwr_log.level
-    if flwr_log.handlers:
-        flwr_log.propagate = False
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        flwr_log.setLevel(logging.INFO)
+        if flwr_log.handlers:
+            flwr_log.propagate = False
+        if flwr_log.getEffectiveLevel() < logging.INFO:
+            flwr_log.setLevel(logging.INFO)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Tip: In future versions of Ray",
                                     category=FutureWarning)
             yield
     finally:
-        flwr_log.propagate, flwr_log.level = saved[0], saved[1]
+        flwr_log.propagate = saved[0]
+        flwr_log.setLevel(saved[1])
 
 
 def run_flower_simulation(

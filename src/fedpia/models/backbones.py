@@ -100,10 +100,8 @@ class Backbone(nn.Module):
         if pretrained is None:
             return seeded_init(cls.hf_class(), cls.tiny_config(), seed)
         logger.info("loading %s backbone from %s", cls.name, pretrained)
-        if pretrained.startswith(("/", ".", "~")):  # a path, not a hub id
-            if not Path(pretrained).expanduser().is_dir():
-                raise ValueError(f"model.pretrained={pretrained!r}: no such checkpoint directory")
-            pretrained = str(Path(pretrained).expanduser())
+        if pretrained.startswith(("/", ".")) and not Path(pretrained).is_dir():  # a path, not a hub id
+            raise ValueError(f"model.pretrained={pretrained!r}: no such checkpoint directory")
         try:
             return cls.hf_class().from_pretrained(pretrained)
         except OSError as exc:  # no such directory, hub id not cached and no network, ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 BACKBONE_NAMES = ("vilt", "blip", "clip")
@@ -80,6 +81,9 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.pretrained must be None or a non-empty str, got {self.pretrained!r}"
             )
+        if self.pretrained is not None and self.pretrained.startswith("~"):
+            # one expanded path for the backbone and the tokenizer alike
+            object.__setattr__(self, "pretrained", os.path.expanduser(self.pretrained))
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"ModelConfig.seed must be an int >= 0, got {self.seed!r}")
         _positive("adapter_width", self.adapter_width, allow_none=True)
