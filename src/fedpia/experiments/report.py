@@ -70,18 +70,19 @@ def per_client(runs: dict[str, list[dict[str, Any]]], *, view: str = "personaliz
 def compare_table(runs: dict[str, list[dict[str, Any]]], *, view: str = "personalized") -> str:
     """Markdown table: mean ± std over seeds of the client-mean metric, and per client."""
     clients = sorted({c for rs in runs.values() for r in rs for c in r["summary"]["per_client"]})
-    head = "| method | mean ± std | " + " | ".join(clients) + " |"
+    several = any(len(rs) > 1 for rs in runs.values())
+    head = f"| method | {'mean ± std' if several else 'mean'} | " + " | ".join(clients) + " |"
     sep = "|---|---:|" + "---:|" * len(clients)
     lines = [head, sep]
     pc = per_client(runs, view=view)
     for method, rs in runs.items():
         means = [r["summary"]["mean"].get(view, np.nan) for r in rs]
-        cells = [f"{100 * pc[method][c]['mean']:.2f} ± {100 * pc[method][c]['std']:.2f}"
-                 if c in pc[method] else "–" for c in clients]
-        lines.append(
-            f"| {method} | {100 * np.mean(means):.2f} ± {100 * np.std(means):.2f} | "
-            + " | ".join(cells) + " |"
-        )
+        def fmt(mean: float, std: float, n: int = len(rs)) -> str:  # no "± 0.00" for one seed
+            return f"{100 * mean:.2f} ± {100 * std:.2f}" if n > 1 else f"{100 * mean:.2f}"
+
+        cells = [fmt(pc[method][c]["mean"], pc[method][c]["std"]) if c in pc[method] else "–"
+                 for c in clients]
+        lines.append(f"| {method} | {fmt(np.mean(means), np.std(means))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
