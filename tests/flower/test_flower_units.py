@@ -86,7 +86,7 @@ def test_metrics_record_keeps_numbers_only():
 # ------------------------------------------------------------------ config
 def test_run_config_roundtrip_and_errors():
     cfg = FlowerRunConfig(
-        setting_options={"modalities": ("x-ray", "ct"), "n_train": 8},
+        setting_options={"modalities": ("x-ray", "ct"), "n_train": 8, "label_skew": None},
         model={"backbone": "vilt", "adapter_width": 8},
         strategy_options={"gamma": 2.0},
         sim={"rounds": 3, "seed": 7},
@@ -95,6 +95,8 @@ def test_run_config_roundtrip_and_errors():
     assert flat["sim.rounds"] == 3 and flat["strategy_options.gamma"] == 2.0
     assert flat["setting_options.modalities"] == '["x-ray", "ct"]'
     assert "data_root" not in flat and "train.head_lr" not in flat  # None omitted
+    # ... except in the free mappings, where the builder's default (label_skew=1.0) is not None
+    assert flat["setting_options.label_skew"] == "null"
     assert all(isinstance(v, bool | int | float | str) for v in flat.values())
     back = FlowerRunConfig.from_run_config(flat)
     assert back == cfg

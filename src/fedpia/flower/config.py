@@ -9,9 +9,12 @@ overrides). :class:`FlowerRunConfig` mirrors the fields of the experiment config
 ``strategy``, ``strategy_options.<knob>``, ``sim.<SimConfig field>``,
 ``train.<TrainConfig field>``, ``num_clients``, ``on_round_failure``, ``timeout``,
 ``output_dir``.
-``None`` values are omitted (TOML has no null) and come back as the dataclass defaults; lists /
-tuples (e.g. ``setting_options.modalities``) travel as JSON strings (``'["x-ray", "ct"]'``)
-because Flower config values are scalars only.
+``None`` values of dataclass fields are omitted (TOML has no null) and come back as the
+dataclass defaults (``None`` for every such field); ``None`` inside the free mappings
+(``setting_options``, ``model``, ``strategy_options``, whose builders may default to something
+else, e.g. ``label_skew``) travels as the string ``"null"``. Lists / tuples (e.g.
+``setting_options.modalities``) travel as JSON strings (``'["x-ray", "ct"]'``) because Flower
+config values are scalars only.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from fedpia.typecheck import build_dataclass as _build
 FAILURE_POLICIES = ("raise", "skip")
 _DICT_FIELDS = ("setting_options", "model", "strategy_options")
 _SCALARS = (bool, int, float, str)
+_NULL = "null"  # None inside a free mapping (a builder's default may not be None)
 
 
 @dataclass
@@ -111,7 +115,9 @@ class FlowerRunConfig:
                 items = [("", value)]
             for sub, v in items:
                 key = f"{f.name}.{sub}" if sub else f.name
-                if v is None:
+                if v is None and f.name in _DICT_FIELDS:
+                    v = _NULL
+                elif v is None:
                     continue
                 if isinstance(v, list | tuple):
                     v = json.dumps(list(v))
@@ -137,6 +143,8 @@ class FlowerRunConfig:
                     raise ValueError(
                         f"run_config key {key!r}: invalid JSON list {value!r}"
                     ) from exc
+            if tail and head in _DICT_FIELDS and value == _NULL:
+                value = None
             if tail:
                 raw.setdefault(head, {})[tail] = value
             else:
