@@ -46,21 +46,27 @@ PAPER = {
 PRESET_COLUMN = {"t1-vqarad": "t1", "t2-modality": "t2", "t3-cxr-notes": "t3", "t5-mixed": "t5"}
 
 
+def _base(key: str) -> str:
+    """Preset of a results key (``t1-vqarad@30rounds`` -> ``t1-vqarad``)."""
+    return key.split("@", 1)[0]
+
+
 def _table(results: dict, presets: list[str], view: str) -> str:
     methods = []
     for p in presets:
         for m in results[p]["methods"]:
             if m not in methods:
                 methods.append(m)
+    paper_cols = list(dict.fromkeys(PRESET_COLUMN[_base(p)] for p in presets if _base(p) in PRESET_COLUMN))
     head = "| method | " + " | ".join(f"{p} (ours)" for p in presets) + " | " + " | ".join(
-        f"{PRESET_COLUMN[p].upper()} paper" for p in presets if p in PRESET_COLUMN) + " |"
-    lines = [head, "|---|" + "---:|" * (len(presets) + sum(p in PRESET_COLUMN for p in presets))]
+        f"{c.upper()} paper" for c in paper_cols) + " |"
+    lines = [head, "|---|" + "---:|" * (len(presets) + len(paper_cols))]
     for m in methods:
         cells = []
         for p in presets:
             r = results[p]["results"].get(m, {}).get(view)
             cells.append("–" if r is None else f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}")
-        ref = [f"{PAPER.get(m, {}).get(PRESET_COLUMN[p], '–')}" for p in presets if p in PRESET_COLUMN]
+        ref = [f"{PAPER.get(m, {}).get(c, '–')}" for c in paper_cols]
         lines.append(f"| {m} | " + " | ".join(cells) + " | " + " | ".join(ref) + " |")
     return "\n".join(lines)
 
@@ -103,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default="runs/bench_accuracy")
     ap.add_argument("--set", action="append", default=[], help="extra overrides key=value")
+    ap.add_argument("--tag", default="", help="store as PRESET@TAG (e.g. a longer-round variant), "
+                    "a separate table column")
     ap.add_argument("--render", action="store_true", help="only rewrite the docs from the JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         write_doc(results)
         return 0
     for preset in args.presets.split(","):
+        key = f"{preset}@{args.tag}" if args.tag else preset
         cfg = get_preset(preset)
         sets = [f"data_root={args.data_root!r}", *args.set]
         if args.rounds:
@@ -119,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.with_overrides(sets)
         t0 = time.perf_counter()
         summary = run_compare(cfg, methods=args.methods.split(","), seeds=[int(s) for s in args.seeds.split(",")],
-                              out_dir=Path(args.out) / preset, overwrite=True)  # benchmarks re-measure
+                              out_dir=Path(args.out) / key, overwrite=True)  # benchmarks re-measure
         summary.pop("table", None)
         summary["command"] = command
         summary["overrides"] = sets
         summary["elapsed_s"] = time.perf_counter() - t0
         for entry in summary["results"].values():  # per-row provenance survives later merges
             entry["command"], entry["git_hash"] = command, summary["provenance"]["git_hash"]
-        old = results.get(preset)
+        old = results.get(key)
         if old:  # a run with more methods adds rows to the same preset
             summary["results"] = {**old["results"], **summary["results"]}
             for view, rows in old.get("per_client", {}).items():
@@ -135,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             summary["commands"] = old.get("commands", [old["command"]]) + [command]
             for view, curves in old.get("curves", {}).items():
                 summary["curves"][view] = {**curves, **summary["curves"].get(view, {})}
-        results[preset] = summary
+        results[key] = summary
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=1))
-        print(f"{preset}: done in {summary['elapsed_s']:.0f} s", flush=True)
+        print(f"{key}: done in {summary['elapsed_s']:.0f} s", flush=True)
         for m, r in summary["results"].items():
             p = r.get("personalized", {})
             print(f"  {m:22s} {100 * p.get('mean', float('nan')):6.2f} ± {100 * p.get('std', float('nan')):.2f}",
