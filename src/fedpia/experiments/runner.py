@@ -96,6 +96,7 @@ def run_experiment(
     from fedpia.data import get_setting
     from fedpia.models import build_model
     from fedpia.sim import Simulator
+    from fedpia.sim.simulator import check_min_clients
     from fedpia.strategies import build_strategy
 
     cfg.validate()
@@ -111,9 +112,7 @@ def run_experiment(
     t0 = time.perf_counter()
     model = build_model(cfg.model_config()) if cfg.engine != "flower" else None
     data = get_setting(cfg.setting, data_root=cfg.data_root, seed=cfg.sim.seed, **cfg.setting_options)
-    if cfg.sim.min_clients > len(data.clients):
-        raise ValueError(f"sim.min_clients={cfg.sim.min_clients} but setting {cfg.setting!r} has "
-                         f"{len(data.clients)} clients: no round could succeed")
+    check_min_clients(cfg.sim, data)  # before the folder exists (the Flower engine needs it too)
     if resume and cfg.strategy == "centralized":
         log.warning("centralized training keeps no checkpoints: %s starts from round 1", out)
     out.mkdir(parents=True, exist_ok=True)  # only now: a config, data or model error leaves no folder
@@ -193,7 +192,7 @@ def check_resume_config(out: Path, cfg: ExperimentConfig) -> None:
             saved = raw if name == "config.json" else raw.get("config")
             break
     if saved is None:
-        if (out / "checkpoints").exists():
+        if ckpt.exists():
             log.warning("%s has checkpoints but no saved config: cannot check that it matches", out)
         return
     now = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, like the saved JSON

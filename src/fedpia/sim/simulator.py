@@ -77,6 +77,13 @@ class SimConfig:
                 raise ValueError(f"sim.{knob} must be in [0, 1], got {getattr(self, knob)}")
 
 
+def check_min_clients(sim: SimConfig, data: FederatedData) -> None:
+    """ValueError when ``sim.min_clients`` exceeds the setting's clients (no round could succeed)."""
+    if sim.min_clients > len(data.clients):
+        raise ValueError(f"sim.min_clients={sim.min_clients} but setting {data.setting!r} has "
+                         f"{len(data.clients)} clients: no round could succeed")
+
+
 @dataclass
 class SimState:
     """Everything needed to continue a run: server, every client, rounds done, history."""
@@ -140,9 +147,7 @@ class Simulator:
     ) -> None:
         if not data.clients:
             raise ValueError(f"setting {data.setting!r} has no clients")
-        if sim.min_clients > len(data.clients):
-            raise ValueError(f"sim.min_clients={sim.min_clients} but setting {data.setting!r} has "
-                             f"{len(data.clients)} clients: no round could succeed")
+        check_min_clients(sim, data)
         self.model, self.data, self.strategy = model, data, strategy
         self.sim, self.train_cfg = sim, train
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
