@@ -35,12 +35,12 @@ from fedpia.data.schema import (
     normalize_answer,
 )
 from fedpia.data.settings import SETTINGS, describe, get_setting, register_setting
+from fedpia.data.slake import load_slake
 from fedpia.data.synthetic import KINDS, LOCATIONS, MODALITIES, SyntheticSpec, generate
 from fedpia.data.vqa_formats import (
     load_omnimedvqa,
     load_pathvqa,
     load_pathvqa_parquet,
-    load_slake,
     load_vqa_med,
 )
 from fedpia.data.vqarad import load_vqa_rad
