@@ -7,6 +7,7 @@ Contract (docs/architecture.md)::
     space = LabelSpace.from_samples(client.train)           # encode -> int (-1 unseen) / multi-hot
 """
 
+from fedpia.data import settings_medvqa as _settings_medvqa  # noqa: F401 - registers SLAKE presets
 from fedpia.data import settings_real as _settings_real  # noqa: F401 - registers real presets
 from fedpia.data.covid import load_covid_cxr
 from fedpia.data.errors import DataError, LoadReport
