@@ -8,8 +8,8 @@ VQA-Med 2019 / 2020 / 2021). We hold two of them (``data_root/slake``, ``data_ro
   CT is mostly abdomen/chest, MRI mostly brain, X-ray chest). Official train / validate / test
   split, English only, filtered by modality: the three clients never share an image.
 * VQA-RAD in two by organ group: ``vqarad-head`` (neuro: HEAD) and ``vqarad-chest-abd`` (body:
-  CHEST + ABD). VQA-RAD has no modality column (and only 65 of its 314 images have an open
-  modality question), so organ is the only usable split. Official test split per client; val =
+  CHEST + ABD). VQA-RAD has no modality column (and only 135 of its 314 images have a
+  MODALITY-type question), so organ is the only usable split. Official test split per client; val =
   10% of the client's train images (VQA-RAD has no official val).
 
 Like the paper's three VQA-Med years (one source, close distributions) next to SLAKE and VQA-RAD,
