@@ -7,6 +7,7 @@ Contract (docs/architecture.md)::
     space = LabelSpace.from_samples(client.train)           # encode -> int (-1 unseen) / multi-hot
 """
 
+from fedpia.data import settings_medvqa as _settings_medvqa  # noqa: F401 - registers SLAKE presets
 from fedpia.data import settings_real as _settings_real  # noqa: F401 - registers real presets
 from fedpia.data.covid import load_covid_cxr
 from fedpia.data.errors import DataError, LoadReport
@@ -35,12 +36,12 @@ from fedpia.data.schema import (
     normalize_answer,
 )
 from fedpia.data.settings import SETTINGS, describe, get_setting, register_setting
+from fedpia.data.slake import load_slake
 from fedpia.data.synthetic import KINDS, LOCATIONS, MODALITIES, SyntheticSpec, generate
 from fedpia.data.vqa_formats import (
     load_omnimedvqa,
     load_pathvqa,
     load_pathvqa_parquet,
-    load_slake,
     load_vqa_med,
 )
 from fedpia.data.vqarad import load_vqa_rad

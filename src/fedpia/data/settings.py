@@ -65,7 +65,9 @@ def check_setting_options(name: str, options: dict) -> dict:
 
 
 def describe(fd: FederatedData, *, top_k: int = 3) -> str:
-    """Multi-line per-client summary: sizes per split, task, metric, top-k training labels."""
+    """Multi-line per-client summary: sizes per split, task, answer-space / label-set size (from
+    train), top-k training labels; for VQA clients a second line with open/closed counts per split
+    and the share of test answers inside the client's training answer space (the rest score 0)."""
     lines = [f"setting {fd.setting!r}: {len(fd.clients)} clients, metric={fd.metric}"]
     if fd.description:
         lines.append(f"  {fd.description}")
@@ -75,7 +77,24 @@ def describe(fd: FederatedData, *, top_k: int = 3) -> str:
         sz = c.sizes()
         lines.append(f"  {c.name:<20} {c.task:<10} train={sz['train']:<5} val={sz['val']:<4} "
                      f"test={sz['test']:<4} labels={len(labels)} top[{top}]")
+        if c.task == "vqa":
+            lines.append(" " * 23 + _vqa_summary(c))
+    total = {part: sum(c.sizes()[part] for c in fd.clients) for part in ("train", "val", "test")}
+    lines.append(f"  {'total':<31} train={total['train']:<5} val={total['val']:<4} test={total['test']}")
     return "\n".join(lines)
+
+
+def _vqa_summary(c: ClientSplit) -> str:
+    """``open/closed train=a/b val=c/d test=e/f test_in_space=x%`` for one VQA client."""
+    def oc(part: Sequence[Sample]) -> str:
+        n = Counter(s.meta["answer_type"] for s in part)
+        return f"{n['open']}/{n['closed']}"
+
+    space = c.label_space()
+    seen = sum(space.encode(s.target) >= 0 for s in c.test)
+    share = f"{100 * seen / len(c.test):.1f}%" if c.test else "n/a"
+    return (f"open/closed train={oc(c.train)} val={oc(c.val)} test={oc(c.test)} "
+            f"test_in_space={share}")
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:

@@ -1,7 +1,8 @@
 """Real-data task presets (T1-T5) registered into ``fedpia.data.settings.SETTINGS``.
 
 ``data_root`` is laid out like ``shared/data``: ``vqa_rad/``, ``medmnist/``,
-``covid_chestxray_subset/`` (and ``mimic_cxr/`` for T4). A missing folder raises
+``covid_chestxray_subset/`` (and ``mimic_cxr/`` for T4). The SLAKE + VQA-RAD settings
+(``t1-medvqa``, ``t2-modality8``) are in :mod:`fedpia.data.settings_medvqa`. A missing folder raises
 :class:`~fedpia.data.errors.DataError` naming it.
 """
 
@@ -21,15 +22,23 @@ ORGANS = ("HEAD", "CHEST", "ABD")
 
 
 def _vqarad_by_organ(data_root, seed: int, *, organs: Sequence[str], k0: int, val_fraction: float,
-                     max_train, max_test, on_error: str, setting: str) -> list[ClientSplit]:
+                     max_train, max_test, on_error: str, setting: str,
+                     max_val: int | None = None) -> list[ClientSplit]:
+    """One VQA-RAD client per entry of ``organs``: an organ (``"HEAD"``) or a ``+``-joined group
+    (``"CHEST+ABD"``, client ``vqarad-chest-abd``). Official test split per client; val carved
+    from train by image (``val_fraction``)."""
     ds = load_vqa_rad(_root(data_root, "vqa_rad", setting), on_error=on_error)
     clients = []
-    for j, organ in enumerate(organs):
-        train = [s for s in ds.split("train") if s.meta["organ"] == organ]
-        test = [s for s in ds.split("test") if s.meta["organ"] == organ]
-        clients.append(_split_client(f"vqarad-{organ.lower()}", "vqa", train, test=test, seed=seed,
-                                     k=k0 + j, val_fraction=val_fraction, group_key="image_name",
-                                     max_train=max_train, max_test=max_test, meta={"organ": organ}))
+    for j, group in enumerate(organs):
+        members = set(group.split("+"))
+        if not members <= set(ORGANS):
+            raise ValueError(f"{setting}: VQA-RAD organ group {group!r} must be '+'-joined {ORGANS}")
+        train = [s for s in ds.split("train") if s.meta["organ"] in members]
+        test = [s for s in ds.split("test") if s.meta["organ"] in members]
+        clients.append(_split_client(f"vqarad-{group.lower().replace('+', '-')}", "vqa", train, test=test,
+                                     seed=seed, k=k0 + j, val_fraction=val_fraction, group_key="image_name",
+                                     max_train=max_train, max_val=max_val, max_test=max_test,
+                                     meta={"dataset": "vqa_rad", "organ": group}))
     return clients
 
 

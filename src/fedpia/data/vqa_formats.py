@@ -1,8 +1,7 @@
 """Loaders for further medical VQA datasets in their official formats.
 
-* SLAKE (Liu et al., ISBI 2021): ``train.json`` / ``validate.json`` / ``test.json`` (lists of
-  {img_name, question, answer, answer_type, q_lang, content_type, modality, location, qid}) +
-  ``imgs/<img_name>``. English subset: ``q_lang == "en"``.
+SLAKE has its own module (:mod:`fedpia.data.slake`, tested on the real release).
+
 * VQA-Med 2019/2020/2021 (ImageCLEF): pipe-separated QA text ``image_id|question|answer``
   (2019 test: ``image_id|category|question|answer``) + an image folder of ``<image_id>.jpg``.
 * PathVQA (He et al. 2020): official pickle ``qas/<split>/<split>_qa.pkl`` (list of
@@ -45,33 +44,6 @@ def _read_json_list(path: Path) -> list:
     if not isinstance(data, list):
         raise DataError("expected a JSON list of records", file=path)
     return data
-
-
-def load_slake(root: str | Path, *, splits=("train", "validate", "test"), language: str = "en",
-               on_error: str = "raise", verify_images: bool = True) -> SampleSet:
-    """SLAKE records with ``q_lang == language``; ``meta["organ"]`` = location, modality lower-cased."""
-    check_mode(on_error)
-    root = Path(root)
-    report = LoadReport(source="slake", on_error=on_error)
-    samples = []
-    for split in splits:
-        path = root / f"{split}.json"
-        for i, r in enumerate(_read_json_list(path)):
-            miss = [k for k in ("img_name", "question", "answer", "answer_type", "q_lang") if k not in r]
-            if miss:
-                report.fail(f"missing field(s) {miss}", file=path, row=i)
-                continue
-            if r["q_lang"] != language:
-                report.n_filtered += 1
-                continue
-            img = root / "imgs" / r["img_name"]
-            if check_image(img, report, row=i, verify=verify_images):
-                samples.append(_vqa_sample(
-                    img, r["question"], r["answer"], dataset="slake", split=_SPLIT_NAMES[split],
-                    uid=f"slake/{r.get('qid', f'{split}-{i}')}", answer_type=str(r["answer_type"]).strip().lower(),
-                    modality=str(r.get("modality", "")).lower() or None, organ=r.get("location"),
-                    content_type=r.get("content_type")))
-    return SampleSet(samples, report.finish(len(samples)))
 
 
 def load_vqa_med(qa_file: str | Path, image_dir: str | Path, *, split: str, year: int = 2019,

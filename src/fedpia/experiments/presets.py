@@ -67,6 +67,14 @@ _preset("t5-mixed", "T5 task-heterogeneous: VQA-RAD VQA clients + CXR/MedMNIST c
         "t5-mixed", rounds=10, needs_data=True)
 
 
+# --- SLAKE + VQA-RAD settings (issue 15; fedpia.data.settings_medvqa): same model/strategy/train
+# block as the other real presets; what differs from the paper is in each setting's description.
+_preset("t1-medvqa", "T1 MedVQA, 5 clients: SLAKE CT/MRI/X-ray + VQA-RAD head / chest+abd "
+        "(paper: 5 datasets; here 2)", "t1-medvqa", rounds=10, needs_data=True)
+_preset("t2-modality8", "T2 modality VQA, 8 clients: MedMNIST breast/pneumonia/retina + SLAKE "
+        "CT/MRI/X-ray + VQA-RAD head / chest+abd", "t2-modality8", rounds=10, needs_data=True)
+
+
 def get_preset(name: str) -> ExperimentConfig:
     """An :class:`ExperimentConfig` for preset ``name`` (a fresh copy)."""
     if name not in PRESETS:
