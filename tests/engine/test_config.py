@@ -96,6 +96,13 @@ def test_lora_scaling_is_derived_once_for_every_engine(strategy):
     assert "lora_scaling" not in strategy_knobs(ExperimentConfig(strategy="fedavg"))
 
 
+def test_faults_must_name_clients_of_the_setting():
+    for client in ("nobody", 3):
+        cfg = ExperimentConfig.from_dict({**TINY, "sim": {"faults": [{"client": client, "kind": "nan"}]}})
+        with pytest.raises(ValueError, match=r"sim\.faults\[0\]\.client=.* is not a client"):
+            build_run(cfg).data  # noqa: B018
+
+
 def _head(run, index):
     return run.runtime(index).initial_head()
 

@@ -81,10 +81,16 @@ def client_runtime(model: nn.Module, split: ClientSplit, *, index: int, seed: in
 
 
 def check_min_clients(sim: SimConfig, data: FederatedData) -> None:
-    """ValueError when ``sim.min_clients`` exceeds the setting's clients (no round could succeed)."""
+    """ValueError when ``sim.min_clients`` exceeds the setting's clients (no round could succeed)
+    or a ``sim.faults`` entry names no client of the setting (it would silently never fire)."""
     if sim.min_clients > len(data.clients):
         raise ValueError(f"sim.min_clients={sim.min_clients} but setting {data.setting!r} has "
                          f"{len(data.clients)} clients: no round could succeed")
+    names = [c.name for c in data.clients]
+    for i, f in enumerate(sim.fault_specs()):
+        if (f.client not in names) if isinstance(f.client, str) else f.client >= len(names):
+            raise ValueError(f"sim.faults[{i}].client={f.client!r} is not a client of setting "
+                             f"{data.setting!r} (indices 0..{len(names) - 1}, names {names})")
 
 
 class Run:
@@ -93,6 +99,7 @@ class Run:
     def __init__(self, config: ExperimentConfig) -> None:
         self.config = config
         self._runtimes: dict[int, ClientRuntime] = {}
+        self._rules: dict[int, RoundRules] = {}
 
     @functools.cached_property
     def model(self) -> nn.Module:
@@ -134,8 +141,11 @@ class Run:
             raise ValueError("strategy 'centralized' has no federated rounds")
         cfg = self.config
         n = num_clients if num_clients else self.num_clients
-        return RoundRules.make(self.strategy, sim=cfg.sim, train=cfg.train, robust=cfg.robust,
-                               num_clients=n, initial_adapter=self.initial_adapter)
+        if n not in self._rules:
+            self._rules[n] = RoundRules.make(self.strategy, sim=cfg.sim, train=cfg.train,
+                                             robust=cfg.robust, num_clients=n,
+                                             initial_adapter=self.initial_adapter)
+        return self._rules[n]
 
     def runtime(self, index: int) -> ClientRuntime:
         """Client ``index``'s runtime (built and cached on first use)."""

@@ -103,7 +103,7 @@ def new_record(rules: RoundRules, round_: int, chosen: Sequence[tuple[int, str]]
 
 def screen(rules: RoundRules, server: ServerState,
            updates: Sequence[ClientUpdate]) -> tuple[list[ClientUpdate], dict[str, str]]:
-    """Screen whole uploads; then bound influence. Returns (kept updates, {client: reason})."""
+    """Screen whole uploads. Returns (valid updates with int counts, {client: reason})."""
     rob = rules.robust
     valid, rejected = [], {}
     for u in updates:
@@ -114,6 +114,23 @@ def screen(rules: RoundRules, server: ServerState,
         else:
             rejected[u.client] = reason
     return valid, rejected
+
+
+def bound(rules: RoundRules, server: ServerState, valid: Sequence[ClientUpdate],
+          record: dict[str, Any]) -> list[ClientUpdate]:
+    """Bounded influence of the screened uploads (``robust.norm_bound``); fills the record's
+    ``influence`` (and ``rejected`` in mode "reject"). Returns the uploads to aggregate."""
+    rob = rules.robust
+    out = bound_updates([u.state for u in valid], server.adapter,
+                        factor=rob.norm_factor, mode=rob.norm_bound)
+    record["influence"] = {
+        "bound": out.bound,
+        "norms": {u.client: n for u, n in zip(valid, out.norms, strict=True)},
+        "clipped": {valid[k].client: s for k, s in out.scales.items()},
+    }
+    record["rejected"].update({valid[k].client: why for k, why in out.rejected.items()})
+    return [replace(u, state=s) for k, (u, s) in enumerate(zip(valid, out.states, strict=True))
+            if k not in out.rejected]
 
 
 def server_step(
@@ -135,17 +152,7 @@ def server_step(
         return _fail(rules, server, record, f"{len(failed)}/{len(chosen)} clients failed: "
                      f"{dict(failed)} (> sim.max_failure_frac={sim.max_failure_frac})")
     valid, record["rejected"] = screen(rules, server, updates)
-    rob = rules.robust
-    bounded = bound_updates([u.state for u in valid], server.adapter,
-                            factor=rob.norm_factor, mode=rob.norm_bound)
-    record["influence"] = {
-        "bound": bounded.bound,
-        "norms": {u.client: n for u, n in zip(valid, bounded.norms, strict=True)},
-        "clipped": {valid[k].client: s for k, s in bounded.scales.items()},
-    }
-    record["rejected"].update({valid[k].client: why for k, why in bounded.rejected.items()})
-    kept = [replace(u, state=s) for k, (u, s) in enumerate(zip(valid, bounded.states, strict=True))
-            if k not in bounded.rejected]
+    kept = bound(rules, server, valid, record)
     for name, why in record["rejected"].items():
         log.warning("round %d: rejected the upload of %s: %s", round_, name, why)
     if len(kept) < sim.min_clients:
