@@ -36,6 +36,7 @@ from fedpia.client.runtime import ClientRuntime
 from fedpia.data import FederatedData
 from fedpia.rounds import (
     RobustConfig,
+    RoundFailed,
     RoundRules,
     Run,
     SimConfig,
@@ -47,11 +48,15 @@ from fedpia.rounds import (
     initial_client_state,
     sample_clients,
     server_step,
+    state_bytes,
 )
 from fedpia.sim.checkpoint import load_checkpoint, save_checkpoint
 from fedpia.strategies.base import ClientState, ServerState, State, Strategy
 
 log = logging.getLogger(__name__)
+
+# RoundFailed, SimConfig, check_min_clients, state_bytes moved to fedpia.rounds (re-exported)
+__all__ = ["RoundFailed", "SimConfig", "SimState", "Simulator", "check_min_clients", "state_bytes"]
 
 
 @dataclass
