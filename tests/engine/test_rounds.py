@@ -257,3 +257,14 @@ def test_round_record_shape_and_injected_faults():
     assert rec["faults"] == {"c2": ["nan"], "c3": ["count:7"]}  # from the config, both engines
     assert rec["clients"]["c0"] == {"loss": 1.0}
     assert rec["bytes_down"] == 4 * sum(v.numel() * 4 for v in GLOBAL.values())
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "fedpia"])
+def test_1e30_values_without_magnitude_screen_are_clipped_not_fatal(strategy):
+    """With ``robust.max_abs=inf`` a ±1e30 upload passes screening; the norm bound still keeps
+    it from corrupting the average (before: FedAvg off by up to 7e37, FedPIA's cost infeasible)."""
+    ups = _ups()
+    ups[3].state["layer.0.adapter.down.weight"] = torch.full((4, 6), -1e30)
+    out = _step(_rules(strategy, robust=RobustConfig(max_abs=float("inf"))), ups)
+    assert out.record["skipped"] is None and list(out.record["influence"]["clipped"]) == ["c3"]
+    assert _move(out.server.adapter) <= 2.0 * _move(_step(_rules(strategy), _ups()).server.adapter)
