@@ -83,16 +83,16 @@ def memory(ks: list[int]) -> list[dict]:
 
 
 def engines() -> dict:
-    from fedpia.client import TrainConfig
-    from fedpia.flower import FlowerRunConfig, run_flower_simulation
-    from fedpia.sim import SimConfig
+    from fedpia.experiments import ExperimentConfig
+    from fedpia.flower import run_flower_simulation
 
-    cfg = FlowerRunConfig(
-        setting="synthetic", setting_options={"modalities": ["x-ray", "ct", "fundus"], "n_train": 32,
-                                              "n_val": 4, "n_test": 16},
-        strategy="fedpia", sim=SimConfig(rounds=2), train=TrainConfig(lr=3e-3, batch_size=16, local_steps=2),
-        model={"backbone": "vilt", "peft": "houlsby", "adapter_width": 16},
-    )
+    cfg = ExperimentConfig.from_dict({
+        "setting": "synthetic", "setting_options": {"modalities": ["x-ray", "ct", "fundus"],
+                                                    "n_train": 32, "n_val": 4, "n_test": 16},
+        "strategy": "fedpia", "sim": {"rounds": 2},
+        "train": {"lr": 3e-3, "batch_size": 16, "local_steps": 2},
+        "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 16},
+    })
     t0 = time.perf_counter()
     run_flower_simulation(cfg)
     flower = time.perf_counter() - t0

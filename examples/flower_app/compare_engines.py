@@ -14,11 +14,10 @@ import time
 
 import torch
 
-from fedpia.client import TrainConfig
-from fedpia.data import get_setting
-from fedpia.flower import FlowerRunConfig, run_flower_simulation
-from fedpia.models import build_model
-from fedpia.sim import SimConfig, Simulator
+from fedpia.experiments import ExperimentConfig
+from fedpia.flower import run_flower_simulation
+from fedpia.rounds import build_run
+from fedpia.sim import Simulator
 
 
 def main() -> None:
@@ -27,19 +26,17 @@ def main() -> None:
     ap.add_argument("--strategy", default="fedpia")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    cfg = FlowerRunConfig(
-        setting="synthetic",
-        setting_options={"modalities": ("x-ray", "ct", "fundus")},
-        model={"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
-        strategy=args.strategy,
-        sim=SimConfig(rounds=args.rounds, seed=0),
-        train=TrainConfig(lr=2e-3, batch_size=8, local_steps=2, warmup_frac=0.0),
-    )
+    cfg = ExperimentConfig.from_dict({
+        "setting": "synthetic",
+        "setting_options": {"modalities": ["x-ray", "ct", "fundus"]},
+        "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
+        "strategy": args.strategy,
+        "sim": {"rounds": args.rounds, "seed": 0},
+        "train": {"lr": 2e-3, "batch_size": 8, "local_steps": 2, "warmup_frac": 0.0},
+    })
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    model = build_model(cfg.model_config())
-    data = get_setting(cfg.setting, seed=cfg.sim.seed, **cfg.setting_options)
-    state = Simulator(model, data, cfg.build_strategy(), sim=cfg.sim, train=cfg.train).run()
+    state = Simulator.from_run(build_run(cfg)).run()
     t_inproc = time.perf_counter() - t0
     t0 = time.perf_counter()
     _, strategy = run_flower_simulation(cfg, return_strategy=True)

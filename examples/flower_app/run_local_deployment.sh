@@ -29,5 +29,5 @@ for ((k = 0; k < N; k++)); do
   PIDS+=($!)
 done
 sleep 3
-flwr run "$APP" deployment-insecure --stream -c "num_clients=$N output_dir='$OUT'"
+flwr run "$APP" deployment-insecure --stream -c "flower.num_clients=$N flower.output_dir='$OUT'"
 echo "history + global adapter in $OUT; logs in $LOGS"

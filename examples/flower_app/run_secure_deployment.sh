@@ -47,8 +47,8 @@ PIDS+=($ROGUE)
 python - "$N" "$OUT" >"$WORK/overrides.toml" <<'EOF'
 import json, sys
 mods = ["x-ray", "ct", "fundus", "mri", "ultrasound"][: int(sys.argv[1])]
-print(f"setting_options.modalities = '{json.dumps(mods)}'\nnum_clients = {sys.argv[1]}")
-print(f'sim.rounds = 1\noutput_dir = "{sys.argv[2]}"')
+print(f"setting_options.modalities = '{json.dumps(mods)}'\nflower.num_clients = {sys.argv[1]}")
+print(f'sim.rounds = 1\nflower.output_dir = "{sys.argv[2]}"')
 EOF
 flwr run "$APP" fedpia-tls --stream -c "$WORK/overrides.toml" >"$LOGS/flwr-run.log" 2>&1
 for _ in $(seq 1 30); do kill -0 "$ROGUE" 2>/dev/null || break; sleep 1; done

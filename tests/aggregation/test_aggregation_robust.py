@@ -1,4 +1,5 @@
-"""validate_update / filter_updates: every corruption is caught with a reason (fuzz-style)."""
+"""Screening: every corruption of an upload (count, tensors, extras) is caught with a reason
+(fuzz-style for tensors), sparse / meta tensors included, without crashing."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import random
 import pytest
 import torch
 
-from fedpia.aggregation import AggregationError, filter_updates, validate_update
+from fedpia.aggregation import (
+    AggregationError,
+    check_count,
+    filter_updates,
+    screen_upload,
+    validate_extra,
+    validate_update,
+)
 
 REF = {"adapter.down.weight": torch.zeros(4, 3), "head.bias": torch.zeros(2)}
 
@@ -96,3 +104,32 @@ def test_filter_updates_does_not_modify_updates():
     valid, rejected = filter_updates([u], REF, min_clients=1)
     assert valid == [0] and rejected == {}
     assert all(torch.equal(u[k], before[k]) for k in before)
+
+
+# ------------------------------------------------------------------ whole uploads
+@pytest.mark.parametrize(("count", "ok"), [
+    (24, True), (24.0, True), (1, True), (10_000_000, True), (0, False), (-5, False),
+    (2.5, False), (float("nan"), False), (float("inf"), False), (None, False), (True, False),
+    ("24", False), (10_000_001, False), (1e15, False),
+])
+def test_check_count(count, ok):
+    assert (check_count(count, max_examples=10_000_000) is None) == ok
+
+
+def test_sparse_meta_and_magnitude_are_caught_before_arithmetic():
+    sparse = {"adapter.down.weight": torch.zeros(4, 3).to_sparse(), "head.bias": torch.zeros(2)}
+    assert "not a dense tensor" in validate_update(sparse, REF)
+    meta = {"adapter.down.weight": torch.empty(4, 3, device="meta"), "head.bias": torch.zeros(2)}
+    assert "meta tensor" in validate_update(meta, REF)
+    big = {"adapter.down.weight": torch.full((4, 3), -1e30), "head.bias": torch.zeros(2)}
+    assert validate_update(big, REF) is None  # no magnitude bound unless asked
+    assert "max |x| = 1e+30 > robust.max_abs=10000" in validate_update(big, REF, max_abs=1e4)
+
+
+def test_screen_upload_checks_count_state_and_extras():
+    assert screen_upload(_clean(), 5, {}, REF, max_examples=10, max_abs=1e4) is None
+    assert "exceeds the cap" in screen_upload(_clean(), 11, {}, REF, max_examples=10)
+    bad_extra = {"delta_c": {"w": torch.tensor([1e5])}}
+    assert "extra key 'delta_c/w'" in screen_upload(_clean(), 5, bad_extra, REF, max_abs=1e4)
+    assert "expected a dict of states" in validate_extra([1])
+    assert "expected a dict of tensors" in validate_extra({"x": 3})

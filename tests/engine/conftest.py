@@ -31,9 +31,9 @@ def initial_adapter(tiny_model):
 
 @pytest.fixture()
 def make_sim(tiny_model, tiny_data, initial_adapter):
-    def make(strategy="fedavg", *, rounds=2, data=None, train=TINY_TRAIN, **sim_kw):
+    def make(strategy="fedavg", *, rounds=2, data=None, train=TINY_TRAIN, robust=None, **sim_kw):
         strat = build_strategy(strategy) if isinstance(strategy, str) else strategy
         return Simulator(tiny_model, data or tiny_data, strat, sim=SimConfig(rounds=rounds, **sim_kw),
-                         train=train, initial_adapter=initial_adapter)
+                         train=train, robust=robust, initial_adapter=initial_adapter)
 
     return make

@@ -62,14 +62,15 @@ def test_sequences_nan_numpy_and_nested_dataclasses():
 
 def test_config_overrides_keep_text_and_flower_run_config_is_checked():
     from fedpia.experiments import get_preset
-    from fedpia.flower.config import FlowerRunConfig
+    from fedpia.rounds import from_run_config
 
     cfg = get_preset("demo")
     assert cfg.with_overrides(["name=42"]).name == "42"
     assert cfg.with_overrides(["data_root=none"]).data_root is None
+    assert cfg.with_overrides(["flower.output_dir=7"]).flower.output_dir == "7"
     for bad, needle in ((["sim=5"], "sim must be a table/mapping"), (["train.lr=nan"], "train.lr")):
         with pytest.raises(ValueError, match=needle):
             cfg.with_overrides(bad)
-    with pytest.raises(ValueError, match="run_config.timeout must be a number"):
-        FlowerRunConfig.from_run_config({"timeout": True})
-    assert FlowerRunConfig.from_run_config({"train.lr": 1}).train.lr == 1.0
+    with pytest.raises(ValueError, match="flower.timeout must be a number"):
+        from_run_config({"flower.timeout": True})
+    assert from_run_config({"train.lr": 1}).train.lr == 1.0

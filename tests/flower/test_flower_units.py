@@ -1,5 +1,5 @@
-"""Flower backend pieces without Ray: lossless records, client-state storage, run_config
-conversion, sampling, and the strategy wrapper's reply screening / failure handling."""
+"""Flower backend pieces without Ray: lossless records, client-state storage, and the strategy
+wrapper's reply parsing, screening and failure handling (through the round layer)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 from flwr.app import ConfigRecord, Error, Message, MessageType, RecordDict
 
-from fedpia.flower import FlowerRunConfig, FlowerStrategy, NodeInfo, parse_update, sample_clients
+from fedpia.client import TrainConfig
+from fedpia.flower import FlowerStrategy, NodeInfo, error_reason, parse_update
 from fedpia.flower.records import (
     UPDATE_STATE,
     load_client_state,
@@ -18,7 +19,7 @@ from fedpia.flower.records import (
     save_client_state,
     state_to_record,
 )
-from fedpia.sim import RoundFailed, SimConfig
+from fedpia.rounds import RoundFailed, RoundRules, SimConfig
 from fedpia.strategies import ClientState, build_strategy
 
 
@@ -83,55 +84,6 @@ def test_metrics_record_keeps_numbers_only():
     assert dict(rec) == {"loss": 0.5, "steps": 2, "ok": 1}
 
 
-# ------------------------------------------------------------------ config
-def test_run_config_roundtrip_and_errors():
-    cfg = FlowerRunConfig(
-        setting_options={"modalities": ("x-ray", "ct"), "n_train": 8, "label_skew": None},
-        model={"backbone": "vilt", "adapter_width": 8},
-        strategy_options={"gamma": 2.0},
-        sim={"rounds": 3, "seed": 7},
-    )
-    flat = cfg.to_run_config()
-    assert flat["sim.rounds"] == 3 and flat["strategy_options.gamma"] == 2.0
-    assert flat["setting_options.modalities"] == '["x-ray", "ct"]'
-    assert "data_root" not in flat and "train.head_lr" not in flat  # None omitted
-    # ... except in the free mappings, where the builder's default (label_skew=1.0) is not None
-    assert flat["setting_options.label_skew"] == "null"
-    assert all(isinstance(v, bool | int | float | str) for v in flat.values())
-    back = FlowerRunConfig.from_run_config(flat)
-    assert back == cfg
-    assert back.model_config().seed == 7 and back.build_strategy().gamma == 2.0
-    with pytest.raises(ValueError, match="'bogus'"):
-        FlowerRunConfig.from_run_config({**flat, "bogus": 1})
-    with pytest.raises(ValueError, match=r"unknown field\(s\) \[.roundz.\]"):
-        FlowerRunConfig.from_run_config({**flat, "sim.roundz": 1})
-    with pytest.raises(ValueError, match="share_heads"):
-        FlowerRunConfig(sim=SimConfig(share_heads=True))
-    with pytest.raises(ValueError, match="on_round_failure"):
-        FlowerRunConfig(on_round_failure="ignore")
-
-
-def test_from_experiment_is_duck_typed():
-    class Exp:
-        name, engine, setting, data_root = "x", "flower", "synthetic", None
-        setting_options, model, strategy, strategy_options = {}, {"peft": "lora"}, "fedavg", {}
-        sim, train = SimConfig(rounds=1), FlowerRunConfig().train
-
-    cfg = FlowerRunConfig.from_experiment(Exp())
-    assert cfg.strategy == "fedavg" and cfg.model == {"peft": "lora"} and cfg.sim.rounds == 1
-
-
-# ------------------------------------------------------------------ sampling
-def test_sample_clients_is_seeded_and_bounded():
-    full = SimConfig(rounds=3)
-    assert sample_clients(5, 1, full) == [0, 1, 2, 3, 4]
-    half = SimConfig(rounds=3, fraction_fit=0.4, seed=3)
-    a, b = sample_clients(5, 1, half), sample_clients(5, 1, half)
-    assert a == b and len(a) == 2 and a == sorted(a)
-    assert len({tuple(sample_clients(5, r, half)) for r in range(1, 30)}) > 1
-    assert len(sample_clients(5, 1, SimConfig(fraction_fit=0.1, min_clients=3))) == 3
-
-
 # ------------------------------------------------------------------ strategy wrapper
 @pytest.fixture(autouse=True)
 def _task_identity(monkeypatch):
@@ -143,13 +95,10 @@ def _task_identity(monkeypatch):
 
 
 def _wrapper(policy: str = "raise", min_clients: int = 1) -> FlowerStrategy:
-    s = FlowerStrategy(
-        build_strategy("fedavg"),
-        initial_adapter=_state(0),
-        sim=SimConfig(rounds=2, min_clients=min_clients),
-        num_clients=3,
-        on_round_failure=policy,
-    )
+    sim = SimConfig(rounds=2, min_clients=min_clients, on_failure=policy)
+    rules = RoundRules.make(build_strategy("fedavg"), sim=sim, train=TrainConfig(), num_clients=3,
+                            initial_adapter=_state(0))
+    s = FlowerStrategy(rules, initial_adapter=_state(0))
     s.nodes = [NodeInfo(10 + i, f"c{i}", i, "vqa", 10) for i in range(3)]
     return s
 
@@ -189,6 +138,7 @@ def test_nan_reply_is_rejected_and_the_others_are_averaged(caplog):
     rec = s._round["record"]
     assert list(rec["rejected"]) == ["c1"] and "NaN/Inf" in rec["rejected"]["c1"]
     assert "c1" in caplog.text and metrics["loss"] == 1.0
+    assert set(rec["influence"]["norms"]) == {"c0", "c2"}
     assert list(rec["clients"]) == ["c0", "c1", "c2"]  # ordered by client index
 
 
@@ -200,7 +150,7 @@ def test_too_few_valid_updates_fail_the_round_and_keep_the_state():
     with pytest.raises(RoundFailed, match="min_clients=2"):
         s.aggregate_train(1, [_reply(10, _state(1)), _reply(11, bad), _reply(12, None)])
     assert all(torch.equal(s.server.adapter[k], before[k]) for k in before)
-    assert s.server.round == 0 and "error" in s.history[-1]
+    assert s.server.round == 0 and "min_clients=2" in s.history[-1]["skipped"]
 
 
 def test_failures_beyond_max_frac_and_skip_policy():
@@ -217,10 +167,11 @@ def test_failures_beyond_max_frac_and_skip_policy():
     assert set(rec["failed"]) == {"c0", "c1", "c2"}
     assert "boom" in rec["failed"]["c0"] and "lacks" in rec["failed"]["c1"]
     assert rec["failed"]["c2"] == "no reply before the timeout"
+    assert "3/3 clients failed" in rec["skipped"]
     assert all(torch.equal(s.server.adapter[k], before[k]) for k in before)
 
 
-def test_parse_update_requires_example_count():
+def test_parse_update_passes_the_count_on_for_screening():
     content = RecordDict(
         {
             UPDATE_STATE: state_to_record(_state()),
@@ -228,5 +179,25 @@ def test_parse_update_requires_example_count():
             "meta": ConfigRecord({"client": "c0"}),
         }
     )
-    with pytest.raises(ValueError, match="num-examples"):
-        parse_update(content)
+    assert parse_update(content).num_examples is None  # screened (rejected), not a crash
+    content["metrics"] = metrics_record({"num-examples": float("nan"), "loss": 1.0})
+    upd = parse_update(content)
+    assert upd.num_examples != upd.num_examples and upd.metrics == {"loss": 1.0}
+    with pytest.raises(ValueError, match="lacks"):
+        parse_update(RecordDict({"meta": ConfigRecord({"client": "c0"})}))
+
+
+def test_missing_count_reply_is_rejected_with_a_reason():
+    s = _wrapper(policy="skip")
+    _configure(s)
+    no_count = _reply(11, _state(2))
+    del no_count.content.metric_records["metrics"]["num-examples"]
+    s.aggregate_train(1, [_reply(10, _state(1)), no_count, _reply(12, _state(3))])
+    assert "example count None is not a number" in s._round["record"]["rejected"]["c1"]
+
+
+def test_error_reason_reads_flowers_exception_format():
+    assert error_reason("<class 'fedpia.rounds.faults.ClientFailure'>:<'injected fault: drop'>") == (
+        "ClientFailure: injected fault: drop")
+    assert error_reason("<class 'ValueError'>:<'x'>") == "ValueError: x"
+    assert error_reason("boom") == "boom"

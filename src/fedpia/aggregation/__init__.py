@@ -14,6 +14,15 @@ from ._common import (
 from .feddat import DISTILL_KINDS, mutual_distillation_loss
 from .fedopt import FEDOPT_KINDS, FedOptState, fedopt_step
 from .heads import average_heads_by_task
+from .influence import (
+    BOUND_MODES,
+    Bounded,
+    bound_updates,
+    coordinate_median,
+    lower_median,
+    trimmed_mean,
+    update_norms,
+)
 from .lora import (
     fedex_lora_aggregate,
     fedit_aggregate,
@@ -28,17 +37,30 @@ from .lora import (
     merge_lora_into_base,
 )
 from .prox import prox_term
-from .robust import filter_updates, validate_update
+from .robust import (
+    check_count,
+    check_tensor,
+    filter_updates,
+    screen_upload,
+    validate_extra,
+    validate_update,
+)
 from .scaffold import scaffold_client_control, scaffold_corrected_grad, scaffold_server
 
 __all__ = [
+    "BOUND_MODES",
     "DISTILL_KINDS",
     "FEDOPT_KINDS",
     "AggregationError",
+    "Bounded",
     "FedOptState",
     "average_heads_by_task",
+    "bound_updates",
+    "check_count",
     "check_finite",
     "check_same_structure",
+    "check_tensor",
+    "coordinate_median",
     "fedex_lora_aggregate",
     "fedit_aggregate",
     "fedopt_step",
@@ -50,6 +72,7 @@ __all__ = [
     "flora_stack",
     "is_lora_a",
     "is_lora_b",
+    "lower_median",
     "lora_pairs",
     "merge_lora_into_base",
     "mutual_distillation_loss",
@@ -58,6 +81,10 @@ __all__ = [
     "scaffold_client_control",
     "scaffold_corrected_grad",
     "scaffold_server",
+    "screen_upload",
+    "trimmed_mean",
+    "update_norms",
+    "validate_extra",
     "validate_update",
     "weighted_average",
 ]

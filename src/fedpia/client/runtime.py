@@ -1,9 +1,10 @@
-"""One client's round, independent of the engine (used by the simulator and the Flower ClientApp).
+"""One client's round, independent of the engine (called by ``fedpia.rounds.client_step``).
 
 A :class:`ClientRuntime` holds what a client has locally: its data (encoded once), its label
 space and head module, and a reference to the (shared) model. :func:`client_round` runs the
 strategy's client hooks around :func:`train_local`; :func:`evaluate_adapter` scores an adapter
-with the client's head on its test split.
+with the client's head on its test split. Every seed is passed in explicitly (the round layer
+derives them from named streams, ``fedpia.rounds.seeds``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from fedpia.client.encode import EncodedSplit, encode_split
 from fedpia.client.metrics import classification_metrics, predict
-from fedpia.client.train import TrainConfig, round_lr, train_local
+from fedpia.client.train import TrainConfig, train_local
 from fedpia.data import ClientSplit, LabelSpace
 from fedpia.strategies.base import (
     ActivationProbe,
@@ -29,11 +29,6 @@ from fedpia.strategies.base import (
     State,
     Strategy,
 )
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (stable across runs, processes and engines)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
 
 
 @dataclass
@@ -50,14 +45,14 @@ class ClientRuntime:
     model: nn.Module
 
     @classmethod
-    def build(cls, model: nn.Module, split: ClientSplit, *, index: int, seed: int) -> ClientRuntime:
-        """Encode the client's splits once and build its head (seeded by ``(seed, index)``)."""
+    def build(
+        cls, model: nn.Module, split: ClientSplit, *, index: int, head_seed: int
+    ) -> ClientRuntime:
+        """Encode the client's splits once and build its head, initialised from ``head_seed``."""
         from fedpia.models import build_head
 
         space = LabelSpace.from_samples(split.train)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, 0, index, 7))
-            head = build_head(split.task, model.hidden_size, len(space))
+        head = build_head(split.task, model.hidden_size, len(space), seed=head_seed)
         train = encode_split(model.processor, split.train, space)
         test = encode_split(model.processor, split.test, space)
         return cls(split.name, index, split.task, space, head, train, test, model)
@@ -70,7 +65,7 @@ def make_probe(rt: ClientRuntime, *, samples: int, seed: int) -> ActivationProbe
     """Activations of an adapter on a fixed random batch of ``samples`` training examples."""
     from fedpia.models import adapter_activations
 
-    gen = torch.Generator().manual_seed(derive_seed(seed, 5))
+    gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(rt.train), generator=gen)[: max(1, min(samples, len(rt.train)))]
     batch = rt.train.batch(idx)
 
@@ -88,29 +83,32 @@ def client_round(
     strategy: Strategy,
     payload: Mapping[str, State],
     cstate: ClientState,
+    ctx: RoundContext,
     *,
-    round_: int,
-    num_rounds: int,
-    seed: int,
     train_cfg: TrainConfig,
-    probe_samples: int,
-    num_clients: int = 0,
+    probe_size: int,
+    probe_seed: int,
+    second_seed: int,
 ) -> tuple[ClientUpdate, ClientState, dict[str, float]]:
-    """Client-side hooks + local training for round ``round_`` (seeded by ``(seed, round, index)``)."""
-    cseed = derive_seed(seed, round_, rt.index)
-    lr = round_lr(train_cfg, round_, num_rounds)
-    steps = train_cfg.steps_for(len(rt.train))
-    ctx = RoundContext(round_, num_rounds, cseed, rt.name, len(rt.train), steps, lr, num_clients)
+    """Client-side hooks + local training of one round.
+
+    ``ctx``: the client's round context (``ctx.seed`` seeds the first local pass, ``ctx.lr`` is
+    its learning rate); ``probe_size``: samples m of the activation probe (only built when
+    ``strategy.needs_probe``), drawn with ``probe_seed``; ``second_seed``: the optional second
+    pass. Returns (upload, new client state, info). ``info["start_shift"]`` = ‖start − G‖, the
+    distance of the adapter local training started from to the received global G (0 when the
+    client started from G; > 0 proves client-side integration, e.g. FedPIA's merge, ran).
+    """
     t0 = time.perf_counter()
-    probe = make_probe(rt, samples=probe_samples, seed=cseed) if strategy.needs_probe else None
+    probe = make_probe(rt, samples=probe_size, seed=probe_seed) if strategy.needs_probe else None
     start, hooks = strategy.client_start(payload, cstate, ctx, probe=probe)
     t1 = time.perf_counter()
     head = cstate.head if cstate.head is not None else rt.initial_head()
-    trained, head, stats = _train_pass(rt, start, hooks, head, train_cfg, lr, cseed)
+    trained, head, stats = _train_pass(rt, start, hooks, head, train_cfg, ctx.lr, ctx.seed)
     plan = strategy.second_pass(trained, payload, replace(cstate, head=head), ctx)
     second = None
     if plan is not None:  # Ditto's personal model, FedDAT's shared adapter
-        second, head, more = _train_pass(rt, *plan, head, train_cfg, lr, derive_seed(cseed, 2))
+        second, head, more = _train_pass(rt, *plan, head, train_cfg, ctx.lr, second_seed)
         stats = {"loss": (stats["loss"] + more["loss"]) / 2, "steps": stats["steps"] + more["steps"]}
     t2 = time.perf_counter()
     update, new_state = strategy.client_finish(trained, payload, cstate, ctx, second=second)
@@ -118,11 +116,19 @@ def client_round(
     info = {
         "loss": stats["loss"],
         "steps": stats["steps"],
-        "lr": lr,
+        "lr": ctx.lr,
+        "start_shift": _distance(start, payload.get("adapter", {})),
         "client_pia_time": t1 - t0,
         "train_time": t2 - t1,
     }
     return update, new_state, info
+
+
+def _distance(a: State, b: Mapping[str, torch.Tensor]) -> float:
+    """‖a − b‖ over the keys they share with equal shapes (float64)."""
+    sq = sum(float(torch.linalg.vector_norm((a[k] - b[k]).double()) ** 2)
+             for k in a if k in b and a[k].shape == b[k].shape)
+    return sq ** 0.5
 
 
 def _train_pass(

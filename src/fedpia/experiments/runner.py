@@ -1,8 +1,9 @@
 """Run one experiment end to end and write results with provenance (JSON, never pickle).
 
-``run_experiment(cfg, out_dir)`` builds data, model and strategy from the config, drives the chosen
-engine (in-process simulator by default, Flower simulation on request), checkpoints every round
-under ``out_dir/checkpoints`` and writes ``out_dir/results.json`` and ``out_dir/report.md``.
+``run_experiment(cfg, out_dir)`` assembles the run with :func:`fedpia.rounds.build_run` (the same
+assembly both engines use), drives the chosen engine (in-process simulator by default, Flower
+simulation on request), checkpoints every round under ``out_dir/checkpoints`` and writes
+``out_dir/results.json`` and ``out_dir/report.md``.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def provenance() -> dict[str, Any]:
 
 
 def summarize(history: list[dict[str, Any]], tasks: dict[str, str]) -> dict[str, Any]:
-    """Final-round metrics per client and their mean, for the personalised and global views.
+    """Final-round metrics per client and their mean, for the personalised and global views,
+    plus bytes, wall time and the rounds skipped by the failure policy.
 
     The headline metric of a client is overall accuracy (VQA / multiclass) or micro F1
     (multilabel); ``mean`` is the unweighted mean over clients (as in the paper's tables).
@@ -75,6 +77,7 @@ def summarize(history: list[dict[str, Any]], tasks: dict[str, str]) -> dict[str,
         if values:
             out["mean"][view] = float(np.mean(values))
     out["bytes_communicated"] = int(sum(h["bytes_up"] + h["bytes_down"] for h in history))
+    out["skipped_rounds"] = [h["round"] for h in history if h.get("skipped")]
     out["wall_time"] = float(sum(h["round_time"] for h in history))
     return out
 
@@ -93,13 +96,10 @@ def run_experiment(
     ``FileExistsError`` unless ``resume`` (continue it) or ``overwrite`` (start over) is set, so
     an earlier run is never replaced by accident.
     """
-    from fedpia.data import get_setting
-    from fedpia.models import build_model
+    from fedpia.rounds import build_run
     from fedpia.sim import Simulator
-    from fedpia.sim.simulator import check_min_clients
-    from fedpia.strategies import build_strategy
 
-    cfg.validate()
+    run = build_run(cfg)
     out = Path(out_dir)
     ckpt = out / "checkpoints"
     refuse_existing_run(out, resume=resume, overwrite=overwrite)
@@ -110,9 +110,9 @@ def run_experiment(
             log.info("%s: the run in %s is already finished (%d rounds)", cfg.name, out, cfg.sim.rounds)
             return done
     t0 = time.perf_counter()
-    model = build_model(cfg.model_config()) if cfg.engine != "flower" else None
-    data = get_setting(cfg.setting, data_root=cfg.data_root, seed=cfg.sim.seed, **cfg.setting_options)
-    check_min_clients(cfg.sim, data)  # before the folder exists (the Flower engine needs it too)
+    if cfg.engine != "flower":
+        run.model  # noqa: B018  (built now: a model error leaves no folder behind)
+    data = run.data  # checks sim.min_clients too (before the folder exists)
     if resume and cfg.strategy == "centralized":
         log.warning("centralized training keeps no checkpoints: %s starts from round 1", out)
     out.mkdir(parents=True, exist_ok=True)  # only now: a config, data or model error leaves no folder
@@ -129,13 +129,10 @@ def run_experiment(
     elif cfg.strategy == "centralized":
         from fedpia.sim.centralized import run_centralized
 
-        history = run_centralized(model, data, sim=cfg.sim, train=cfg.train,
+        history = run_centralized(run.model, data, sim=cfg.sim, train=cfg.train,
                                   on_event=on_event)
     else:
-        strategy = build_strategy(cfg.strategy, **_with_lora_scaling(cfg))
-        sim = Simulator(
-            model, data, strategy, sim=cfg.sim, train=cfg.train, checkpoint_dir=ckpt, on_event=on_event
-        )
+        sim = Simulator.from_run(run, checkpoint_dir=ckpt, on_event=on_event)
         state = None
         if resume:
             if (ckpt / "checkpoint").exists() or (ckpt / "checkpoint.old").exists():
@@ -227,18 +224,6 @@ def refuse_existing_run(out: Path, *, resume: bool, overwrite: bool,
             "pass resume=True (--resume) to continue it, overwrite=True (--overwrite) to start over, "
             "or choose another output folder"
         )
-
-
-def _with_lora_scaling(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Strategy knobs, with ``lora_scaling`` = lora_alpha / lora_rank filled in from the model
-    config for strategies that merge LoRA products into base weights (unless set explicitly)."""
-    from fedpia.strategies import strategy_fields
-
-    knobs = dict(cfg.strategy_options)
-    if "lora_scaling" in strategy_fields(cfg.strategy) and "lora_scaling" not in knobs:
-        mc = cfg.model_config()
-        knobs["lora_scaling"] = mc.lora_alpha / mc.lora_rank
-    return knobs
 
 
 def _write_json(path: Path, obj: Any) -> None:

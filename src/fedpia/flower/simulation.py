@@ -10,13 +10,13 @@ backend and returns the per-round history with the in-process simulator's record
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from fedpia.flower.config import FlowerRunConfig
 from fedpia.flower.env import configure_environment
 
 log = logging.getLogger(__name__)
@@ -62,27 +62,30 @@ def run_flower_simulation(
     client_mods: Sequence[Any] = (),
     return_strategy: bool = False,
 ) -> Any:
-    """Run ``config`` (a :class:`FlowerRunConfig` or an experiment config) on Flower + Ray.
+    """Run ``config`` (a :class:`~fedpia.rounds.ExperimentConfig`) on Flower + Ray.
 
     Returns the history (list of round records), or ``(history, strategy)`` with
     ``return_strategy=True`` (``strategy.server`` is the final ServerState). ``client_mods``
-    are Flower client mods wrapped around every ClientApp call (fault injection, DP, ...).
+    are Flower client mods wrapped around every ClientApp call (DP, logging, ...); injected
+    faults are a config feature (``sim.faults``) and need no mod.
     """
     from flwr.simulation import run_simulation
 
     from fedpia.flower.client_app import make_client_app
-    from fedpia.flower.server_app import make_server_app, num_clients_of
+    from fedpia.flower.server_app import check_flower_config, make_server_app
+    from fedpia.rounds import build_run
 
-    cfg = config if isinstance(config, FlowerRunConfig) else FlowerRunConfig.from_experiment(config)
+    cfg = config
+    check_flower_config(cfg)
     configure_environment(flower_home)
-    n = num_clients_of(cfg)
+    n = build_run(cfg).num_clients
     if num_supernodes is not None and num_supernodes != n:
         raise ValueError(
             f"num_supernodes={num_supernodes} but setting {cfg.setting!r} has {n} clients "
             "(one SuperNode per client: partition-id k serves client k)"
         )
-    if cfg.num_clients == 0:
-        cfg = FlowerRunConfig(**{**vars(cfg), "num_clients": n})
+    if cfg.flower.num_clients != n:
+        cfg = dataclasses.replace(cfg, flower=dataclasses.replace(cfg.flower, num_clients=n))
     done: list[Any] = []
     with _flower_logging():
         run_simulation(

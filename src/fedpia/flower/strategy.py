@@ -1,29 +1,28 @@
 """A Flower message strategy wrapping ANY fedpia :class:`~fedpia.strategies.Strategy`.
 
-Flower drives the loop (:meth:`flwr.serverapp.strategy.Strategy.start`: configure_train ->
-aggregate_train -> configure_evaluate -> aggregate_evaluate per round); every decision is
-delegated to the same pure pieces the in-process simulator uses, in the same order:
+A transport: Flower drives the loop (:meth:`flwr.serverapp.strategy.Strategy.start`:
+configure_train -> aggregate_train -> configure_evaluate -> aggregate_evaluate per round) and
+every decision is a call into the round layer (:mod:`fedpia.rounds`), the same calls the
+in-process simulator makes:
 
-1. sample clients with :func:`sample_clients` (seeded by ``(seed, round)``, as the simulator);
-2. send ``strategy.client_payload(server)`` as ``payload/<name>`` ArrayRecords + a ConfigRecord
-   (round, num_rounds, seed) to the sampled nodes;
-3. rebuild :class:`~fedpia.strategies.ClientUpdate` objects from the replies (ordered by client
-   index, so sums run in the simulator's order), count error replies as failed clients, reject
-   invalid uploads (NaN/Inf, keys, shapes, dtypes) with :func:`fedpia.aggregation.filter_updates`;
-4. ``strategy.aggregate``; too few valid updates, too many failures or a failing aggregation is a
-   round failure: the server state is left unchanged and the run raises
-   :class:`fedpia.sim.RoundFailed` (``on_round_failure="raise"``) or goes on (``"skip"``);
-5. evaluation on every node (personalised + global), stored in the round record.
+1. ``configure_train``: ``sample_clients``; send ``strategy.client_payload(server)`` as
+   ``payload/<name>`` ArrayRecords + a ConfigRecord (round, num_rounds, seed) to the sampled
+   nodes (their ClientApp runs ``client_step``);
+2. ``aggregate_train``: rebuild the uploads from the replies (ordered by client index, so sums
+   run in the simulator's order; error or missing replies are failed clients), then
+   ``server_step`` (screening, bounded influence, aggregation, failure policy);
+3. ``configure_evaluate`` / ``aggregate_evaluate``: ``global_view(server)`` to every node (their
+   ClientApp runs ``evaluate_client``); the views land in the round record.
 
-The global state is the explicit :class:`~fedpia.strategies.ServerState` ``self.server``,
-replaced (never mutated) after each successful aggregation; the ArrayRecord Flower threads
-through ``start`` is only a mirror of ``self.server.adapter`` (Flower's ``Result.arrays``).
-``self.history`` holds one record per round with the simulator's keys.
+The global state is the explicit :class:`~fedpia.strategies.ServerState` ``self.server``; the
+ArrayRecord Flower threads through ``start`` is only a mirror of ``self.server.adapter``.
+``self.history`` holds one record per round (``fedpia.rounds.RECORD_KEYS``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy as FlowerStrategyBase
 
-from fedpia.client.runtime import derive_seed
 from fedpia.flower.records import (
     PAYLOAD,
     UPDATE_EXTRA,
@@ -44,9 +42,8 @@ from fedpia.flower.records import (
     states_from_recorddict,
     states_to_recorddict,
 )
-from fedpia.sim import RoundFailed, SimConfig, state_bytes
-from fedpia.sim.simulator import aggregate_round
-from fedpia.strategies.base import ClientUpdate, ServerState, State, Strategy
+from fedpia.rounds import RoundFailed, RoundRules, global_view, sample_clients, server_step
+from fedpia.strategies.base import ClientUpdate, ServerState, State
 
 log = logging.getLogger(__name__)
 
@@ -60,62 +57,49 @@ class NodeInfo:
     num_examples: int
 
 
-def sample_clients(n: int, round_: int, sim: SimConfig) -> list[int]:
-    """Indices of the clients trained in ``round_`` (identical to the in-process simulator)."""
-    k = min(max(sim.min_clients, round(sim.fraction_fit * n)), n)
-    if k == n:
-        return list(range(n))
-    rng = np.random.default_rng(derive_seed(sim.seed, round_, 1))
-    return sorted(rng.choice(n, size=k, replace=False).tolist())
-
-
 def parse_update(content: RecordDict) -> ClientUpdate:
-    """A ClientUpdate from a train reply; a malformed reply raises ValueError with the reason."""
+    """A ClientUpdate from a train reply; a malformed reply raises ValueError with the reason.
+
+    The example count is passed on as sent (None when absent): screening judges it."""
     missing = [k for k in (UPDATE_STATE, "metrics", "meta") if k not in content]
     if missing:
         raise ValueError(f"reply lacks record(s) {missing}")
     metrics = dict(content.metric_records["metrics"])
-    if "num-examples" not in metrics:
-        raise ValueError("reply metrics lack 'num-examples'")
-    n = metrics.pop("num-examples")
+    n = metrics.pop("num-examples", None)
     return ClientUpdate(
         client=str(content.config_records["meta"]["client"]),
         state=record_to_state(content.array_records[UPDATE_STATE]),
-        num_examples=int(n),
+        num_examples=n,
         extra=states_from_recorddict(content, UPDATE_EXTRA),
         metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
     )
 
 
-class FlowerStrategy(FlowerStrategyBase):
-    """Flower strategy around ``strategy`` (see module docstring)."""
+_FLOWER_ERROR = re.compile(r"^<class '(?:[\w.]+\.)?(\w+)'>:<'(.*)'>$", re.S)
 
-    def __init__(
-        self,
-        strategy: Strategy,
-        *,
-        initial_adapter: State,
-        sim: SimConfig,
-        num_clients: int,
-        on_round_failure: str = "raise",
-        discovery_timeout: float = 600.0,
-    ) -> None:
-        if num_clients < 1:
-            raise ValueError(f"num_clients must be >= 1, got {num_clients}")
-        self.strategy, self.sim, self.num_clients = strategy, sim, num_clients
-        self.on_round_failure, self.discovery_timeout = on_round_failure, discovery_timeout
-        self.server: ServerState = strategy.server_init(initial_adapter)
+
+def error_reason(reason: str) -> str:
+    """A ClientApp exception as the in-process engine records it (``"Name: message"``); Flower
+    formats it as ``"<class 'pkg.Name'>:<'message'>"``."""
+    m = _FLOWER_ERROR.match(reason)
+    return f"{m.group(1)}: {m.group(2)}" if m else reason
+
+
+class FlowerStrategy(FlowerStrategyBase):
+    """Flower strategy around ``rules.strategy`` (see module docstring)."""
+
+    def __init__(self, rules: RoundRules, *, initial_adapter: State,
+                 discovery_timeout: float = 600.0) -> None:
+        self.rules, self.num_clients = rules, rules.num_clients
+        self.discovery_timeout = discovery_timeout
+        self.server: ServerState = rules.strategy.server_init(initial_adapter)
         self.history: list[dict[str, Any]] = []
         self.nodes: list[NodeInfo] | None = None  # by client index
         self._round: dict[str, Any] = {}
 
     def summary(self) -> None:
-        log.info(
-            "fedpia strategy %r over %d clients; %s",
-            self.strategy.name,
-            self.num_clients,
-            self.strategy.config(),
-        )
+        s = self.rules.strategy
+        log.info("fedpia strategy %r over %d clients; %s", s.name, self.num_clients, s.config())
 
     # ---------------------------------------------------------------- discovery
     def discover(self, grid: Grid) -> list[NodeInfo]:
@@ -131,13 +115,8 @@ class FlowerStrategy(FlowerStrategyBase):
             if reply.has_error():
                 raise RuntimeError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
             m = reply.content.config_records["meta"]
-            info = NodeInfo(
-                reply.metadata.src_node_id,
-                str(m["client"]),
-                int(m["index"]),
-                str(m["task"]),
-                int(m["num_examples"]),
-            )
+            info = NodeInfo(reply.metadata.src_node_id, str(m["client"]), int(m["index"]),
+                            str(m["task"]), int(m["num_examples"]))
             if info.index in by_index:
                 raise ValueError(f"two nodes serve partition-id {info.index} ({info.client})")
             by_index[info.index] = info
@@ -151,17 +130,14 @@ class FlowerStrategy(FlowerStrategyBase):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         nodes = self.nodes or self.discover(grid)
-        chosen = [nodes[i] for i in sample_clients(len(nodes), server_round, self.sim)]
-        payload = self.strategy.client_payload(self.server)
+        sim = self.rules.sim
+        chosen = [nodes[i] for i in sample_clients(len(nodes), server_round, sim)]
+        payload = self.rules.strategy.client_payload(self.server)
         content = states_to_recorddict(payload, PAYLOAD)
         content["config"] = ConfigRecord(
-            {"round": server_round, "num_rounds": self.sim.rounds, "seed": self.sim.seed}
+            {"round": server_round, "num_rounds": sim.rounds, "seed": sim.seed}
         )
-        self._round = {
-            "t0": time.perf_counter(),
-            "chosen": chosen,
-            "bytes_down": state_bytes(payload["adapter"]) * len(chosen),
-        }
+        self._round = {"t0": time.perf_counter(), "chosen": chosen, "payload": payload}
         log.info("round %d: training %s", server_round, [n.client for n in chosen])
         return [
             Message(content, dst_node_id=n.node_id, message_type=MessageType.TRAIN) for n in chosen
@@ -183,59 +159,35 @@ class FlowerStrategy(FlowerStrategyBase):
                     raise RuntimeError(reply.error.reason)
                 got[node.index] = parse_update(reply.content)
             except Exception as exc:  # an error reply / malformed reply = a failed client
-                log.warning("round %d: client %s failed: %s", r, node.client, exc)
-                failed[node.client] = f"{type(exc).__name__}: {exc}"
+                why = (error_reason(str(exc)) if reply.has_error()
+                       else f"{type(exc).__name__}: {exc}")
+                log.warning("round %d: client %s failed: %s", r, node.client, why)
+                failed[node.client] = why
         for n in chosen:
             if n.index not in got and n.client not in failed:
                 failed[n.client] = "no reply before the timeout"
+        failed = {n.client: failed[n.client] for n in chosen if n.client in failed}  # index order
         updates = [got[i] for i in sorted(got)]
-        record: dict[str, Any] = {
-            "round": r,
-            "clients": {u.client: dict(u.metrics) for u in updates},
-            "failed": failed,
-            "rejected": {},
-            "bytes_down": self._round["bytes_down"],
-            "bytes_up": sum(state_bytes(u.state) for u in updates),
-        }
-        self._round["record"] = record
         try:
-            if len(failed) > self.sim.max_failure_frac * len(chosen):
-                raise RoundFailed(
-                    f"round {r}: {len(failed)}/{len(chosen)} clients failed: {failed}"
-                )
-            server, diag, server_time = self._aggregate(r, updates, record)
+            outcome = server_step(self.rules, self.server, r, chosen=[(n.index, n.client) for n in chosen],
+                                  updates=updates, failed=failed, payload=self._round["payload"])
         except RoundFailed as exc:
-            record["error"] = str(exc)
-            if self.on_round_failure == "raise":
-                self.history.append(record)
-                raise
-            log.error("%s (global state unchanged, continuing)", exc)
+            self.history.append(exc.record)
+            raise
+        self.server = outcome.server
+        self._round["record"] = outcome.record
+        if outcome.skipped:
             return None, None
-        self.server = server
-        record.update(server_time=server_time, diagnostics=diag)
-        loss = [u.metrics.get("loss", float("nan")) for u in updates]
-        weights = [u.num_examples for u in updates]
-        metrics = MetricRecord({"loss": float(np.average(loss, weights=weights))})
-        return state_to_record(server.adapter), metrics
-
-    def _aggregate(
-        self, r: int, updates: list[ClientUpdate], record: dict[str, Any]
-    ) -> tuple[ServerState, dict[str, Any], float]:
-        server, diag, rejected, seconds = aggregate_round(
-            self.strategy, self.server, updates, round_=r, sim=self.sim, num_clients=self.num_clients
-        )
-        record["rejected"] = {updates[i].client: why for i, why in rejected.items()}
-        return server, diag, seconds
+        # Flower's own log: unweighted mean training loss of the aggregated clients
+        loss = [u.metrics.get("loss", float("nan")) for u in updates if u.client in outcome.kept]
+        return state_to_record(self.server.adapter), MetricRecord({"loss": float(np.mean(loss))})
 
     # ---------------------------------------------------------------- evaluate
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         nodes = self.nodes or self.discover(grid)
-        shown = {"adapter": self.server.adapter}
-        if self.server.extra.get("base_delta"):  # FLoRA / FedEx-LoRA: merged into base weights
-            shown["base_delta"] = self.server.extra["base_delta"]
-        content = states_to_recorddict(shown, PAYLOAD)
+        content = states_to_recorddict(global_view(self.server), PAYLOAD)
         content["config"] = ConfigRecord({"round": server_round})
         return [
             Message(content, dst_node_id=n.node_id, message_type=MessageType.EVALUATE)
@@ -252,12 +204,8 @@ class FlowerStrategy(FlowerStrategyBase):
             if node is None:
                 continue
             if reply.has_error():
-                log.warning(
-                    "round %d: evaluation of %s failed: %s",
-                    server_round,
-                    node.client,
-                    reply.error.reason,
-                )
+                log.warning("round %d: evaluation of %s failed: %s", server_round, node.client,
+                            reply.error.reason)
                 continue
             res: dict[str, dict[str, float]] = {}
             for key, value in reply.content.metric_records["metrics"].items():
@@ -269,10 +217,10 @@ class FlowerStrategy(FlowerStrategyBase):
         record["eval"] = {self.nodes[i].client: per_index[i] for i in sorted(per_index)}
         record["round_time"] = time.perf_counter() - self._round.get("t0", time.perf_counter())
         self.history.append(record)
-        return _mean_metrics(record["eval"], {n.client: n for n in self.nodes or []})
+        return _mean_metrics(record["eval"])
 
 
-def _mean_metrics(evals: dict[str, dict[str, Any]], nodes: dict[str, NodeInfo]) -> MetricRecord:
+def _mean_metrics(evals: dict[str, dict[str, Any]]) -> MetricRecord:
     """Unweighted mean over clients of each ``<view>.<metric>`` (for Flower's own log)."""
     sums: dict[str, list[float]] = {}
     for res in evals.values():

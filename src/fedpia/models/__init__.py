@@ -7,7 +7,7 @@ Contract (docs/architecture.md)::
     feats = model(batch)                          # [B, hidden]
     state = model.trainable_state()               # named clones of the trainable parameters
     model.load_trainable_state(state)             # exact; resizes adapters to incoming widths
-    head = build_head(task, model.hidden_size, n_classes)
+    head = build_head(task, model.hidden_size, n_classes, seed=seed)
     acts = adapter_activations(model, batch)      # {group: [n_samples, width]}
 """
 

@@ -20,8 +20,9 @@ def _check_task(task: str) -> None:
         raise ValueError(f"task={task!r} not in allowed values {TASKS}")
 
 
-def build_head(task: str, hidden: int, n_classes: int, *, seed: int = 0) -> nn.Module:
-    """Classifier head [B, hidden] -> logits [B, n_classes], seeded init (global RNG untouched)."""
+def build_head(task: str, hidden: int, n_classes: int, *, seed: int) -> nn.Module:
+    """Classifier head [B, hidden] -> logits [B, n_classes], initialised from ``seed`` (required:
+    a default would silently give every client the same head; the global RNG is untouched)."""
     _check_task(task)
     if hidden < 1 or n_classes < 1:
         raise ValueError(f"build_head: hidden={hidden} and n_classes={n_classes} must be >= 1")

@@ -20,9 +20,8 @@ from fedpia.client import (
     round_lr,
     train_local,
 )
-from fedpia.client.runtime import ClientRuntime, derive_seed
 from fedpia.data import ClientSplit, FederatedData, LabelSpace
-from fedpia.sim.simulator import SimConfig, state_bytes
+from fedpia.rounds import SimConfig, client_runtime, seed_for, state_bytes
 
 
 def run_centralized(
@@ -40,7 +39,7 @@ def run_centralized(
         val=tuple(s for c in data.clients for s in c.val),
         test=tuple(s for c in data.clients for s in c.test),
     )
-    rt = ClientRuntime.build(model, pooled, index=0, seed=sim.seed)
+    rt = client_runtime(model, pooled, index=0, seed=sim.seed)
     space = LabelSpace.from_samples(pooled.train)
     tests = {c.name: encode_split(model.processor, c.test, space) for c in data.clients}
     adapter, head = model.trainable_state(), rt.initial_head()
@@ -49,7 +48,7 @@ def run_centralized(
         t0 = time.perf_counter()
         on_event("round_start", {"round": r, "clients": ["central"]})
         lr = round_lr(train, r, sim.rounds)
-        seed = derive_seed(sim.seed, r, 0)
+        seed = seed_for(sim.seed, "client", r, 0)
         adapter, head, stats = train_local(model, rt.head, rt.train, start=adapter, head_state=head,
                                            cfg=train, lr=lr, seed=seed)
         t1 = time.perf_counter()
@@ -61,7 +60,9 @@ def run_centralized(
             evals[name] = {"personalized": res, "global": res}
         rec = {"round": r, "clients": {"central": {**stats, "lr": lr, "train_time": t1 - t0,
                                                    "client_pia_time": 0.0}},
-               "failed": {}, "rejected": {}, "server_time": 0.0, "bytes_down": 0, "bytes_up": 0,
+               "failed": {}, "rejected": {}, "faults": {},
+               "influence": {"bound": None, "norms": {}, "clipped": {}}, "skipped": None,
+               "server_time": 0.0, "bytes_down": 0, "bytes_up": 0,
                "diagnostics": {"pooled_train": len(pooled.train), "adapter_bytes": state_bytes(adapter)},
                "eval": evals, "round_time": time.perf_counter() - t0}
         on_event("client_done", {"round": r, "client": "central"})

@@ -32,7 +32,13 @@ State = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class RoundContext:
-    """What a hook may know about the round: 1-based round index, totals and a seed."""
+    """What a hook may know about the round: 1-based round index, totals and a seed.
+
+    ``seed``: this hook's own seed (named streams of ``fedpia.rounds.seeds``): on a client, the
+    seed of its local training in this round (stream ``client``; the local training loop draws
+    batch order and dropout from it); on the server, stream ``server``. A strategy drawing
+    random numbers seeds its own ``torch.Generator`` from it.
+    """
 
     round: int
     num_rounds: int
@@ -117,11 +123,30 @@ class ActivationProbe:
 
 
 class Strategy:
-    """Base class = plain FedAvg over the uploaded adapters (weights ∝ number of examples)."""
+    """Base class = plain FedAvg over the uploaded adapters (weights ∝ number of examples).
+
+    What a strategy needs from the engines is declared here, not discovered by the drivers:
+    ``needs_probe`` (activations on the client, see :meth:`probe_size`).
+    """
 
     name = "base"
     #: True when the strategy needs activations of local/global adapters on the client.
     needs_probe = False
+    #: m, local samples of the activation probe (0 = the adapter width); a strategy with a
+    #: client-side activation cost exposes it as a knob (FedPIA's ``probe_samples`` field)
+    probe_samples = 0
+
+    def probe_size(self, adapter: State) -> int:
+        """Samples m of the client's activation probe for ``adapter``: 0 when the strategy needs
+        no probe, else ``probe_samples`` or, when that is 0, the widest unit group of ``adapter``
+        (the paper's m = adapter width; 16 when the adapter has no unit groups)."""
+        if not self.needs_probe:
+            return 0
+        if self.probe_samples:
+            return int(self.probe_samples)
+        from fedpia.align import unit_groups
+
+        return max((g.width for g in unit_groups(adapter)), default=16)
 
     def server_init(self, adapter: State) -> ServerState:
         return ServerState(adapter={k: v.detach().clone() for k, v in adapter.items()})
