@@ -3,13 +3,15 @@
 Convention (docs/architecture.md, "Code blocks in the docs"): a block whose fence line is directly
 preceded by ``<!-- excerpt -->`` is not run. Every other block is ``python`` (run in a fresh
 interpreter), ``bash`` (only ``fedpia`` commands: each runs in-process with tiny overrides) or
-``toml`` (parsed; an experiment config is also built). Blocks run in a temporary folder whose
+``toml`` (parsed; an experiment config is also built). Python blocks share one subprocess (each
+in its own namespace, so torch is imported once). Blocks run in a temporary folder whose
 ``../shared/data`` is the real test data, so relative paths in the docs work as written.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import shlex
@@ -78,23 +80,52 @@ def test_every_block_runs_or_is_marked_as_an_excerpt():
     assert not bad, f"mark these {EXCERPT} (line before the fence) or tag them {RUNNABLE}: {bad}"
 
 
+def _doc_folder(tmp: Path, shared_data: Path) -> Path:
+    """``tmp/repo`` with ``tmp/shared`` -> the real shared folder (so ``../shared/data`` works)."""
+    (tmp / "shared").symlink_to(shared_data.parent, target_is_directory=True)
+    (tmp / "repo").mkdir()
+    return tmp / "repo"
+
+
 @pytest.fixture
 def doc_cwd(tmp_path, shared_data, monkeypatch):
-    """A temporary working folder with ``../shared`` -> the real shared folder."""
-    (tmp_path / "shared").symlink_to(shared_data.parent, target_is_directory=True)
-    work = tmp_path / "repo"
-    work.mkdir()
+    work = _doc_folder(tmp_path, shared_data)
     monkeypatch.chdir(work)
     return work
 
 
-@pytest.mark.parametrize("block", [b for b in RUN if b.lang == "python"], ids=str)
-def test_python_block_runs(block, doc_cwd):
+# one fresh interpreter runs every python block, each in its own namespace (one torch import)
+_RUNNER = """
+import json, sys, traceback
+blocks, results = json.load(open(sys.argv[1])), {}
+for key, code in blocks.items():
+    try:
+        exec(compile(code, key, "exec"), {"__name__": "__main__"})
+        results[key] = None
+    except BaseException:
+        results[key] = traceback.format_exc()
+json.dump(results, open(sys.argv[2], "w"))
+"""
+PYTHON_BLOCKS = [b for b in RUN if b.lang == "python"]
+
+
+@pytest.fixture(scope="module")
+def python_results(tmp_path_factory, shared_data) -> dict[str, str | None]:
+    """``{str(block): None or the traceback}`` for every python block."""
+    tmp = tmp_path_factory.mktemp("pyblocks")
+    work = _doc_folder(tmp, shared_data)
+    (tmp / "blocks.json").write_text(json.dumps({str(b): b.code for b in PYTHON_BLOCKS}))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
-           "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-c", block.code], cwd=doc_cwd, env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, f"{block} failed:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
+           "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", _RUNNER, str(tmp / "blocks.json"), str(tmp / "out.json")],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"block runner failed:\n{res.stderr[-4000:]}"
+    return json.loads((tmp / "out.json").read_text())
+
+
+@pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=str)
+def test_python_block_runs(block, python_results):
+    assert python_results[str(block)] is None, f"{block} failed:\n{python_results[str(block)]}"
 
 
 def shell_commands(code: str) -> list[list[str]]:
