@@ -36,6 +36,7 @@ def test_dataset_dict_gives_every_split_and_one_split_on_request():
     assert len(both.split("train")) == 3 and len(both.split("val")) == 1  # "validation" -> "val"
     only = load_hf(dd, split="validation")
     assert len(only) == 1 and only[0].meta["split"] == "val"
+    assert {s.meta["split"] for s in load_hf(dd["train"], split="train[:2]")} == {"train"}
     with pytest.raises(DataError, match="no split 'test'"):
         load_hf(dd, split="test")
 

@@ -210,5 +210,6 @@ def _image(value: Any) -> Any:
 
 
 def _split_name(value: Any) -> str:
-    s = str(value).strip().lower()
+    """``"validation"`` -> ``"val"``; a sliced split such as ``"train[:10%]"`` -> ``"train"``."""
+    s = str(value).strip().lower().split("[")[0]
     return _SPLIT_ALIASES.get(s, s)
