@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 APP_HELP = (
     "Federated fine-tuning of vision-language models with adapters (FedPIA and baselines).\n\n"
@@ -232,8 +233,8 @@ def list_(
     header = {"presets": "preset", "strategies": "strategy", "backbones": "backbone", "peft": "PEFT method"}
     table = Table(header[what], "description")
     for name, description in catalog(what):
-        table.add_row(name, description)
-    console.print(table, markup=False, highlight=False)
+        table.add_row(Text(name), Text(description))  # Text: "[CLS]" is not rich markup
+    console.print(table, highlight=False)
 
 
 def _version(value: bool) -> None:
