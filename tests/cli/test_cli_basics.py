@@ -46,6 +46,11 @@ def test_list_shows_every_registry_entry_with_a_description(kind, registry):
     assert all(rows[name] for name in registry), {n: rows[n] for n in registry if not rows[n]}
 
 
+def test_list_prints_brackets_literally():
+    res = runner.invoke(app, ["list", "backbones"], env={"COLUMNS": "200"})
+    assert "pooled [CLS] features" in res.output  # not swallowed as rich markup
+
+
 def test_list_rejects_an_unknown_kind():
     res = runner.invoke(app, ["list", "optimizers"])
     assert res.exit_code == 2 and "presets, strategies, backbones, peft" in res.output
