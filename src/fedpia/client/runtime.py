@@ -95,7 +95,7 @@ def client_round(
     train_cfg: TrainConfig,
     probe_samples: int,
     num_clients: int = 0,
-) -> tuple[ClientUpdate, ClientState, dict[str, float]]:
+) -> tuple[ClientUpdate, ClientState, dict[str, Any]]:
     """Client-side hooks + local training for round ``round_`` (seeded by ``(seed, round, index)``)."""
     cseed = derive_seed(seed, round_, rt.index)
     lr = round_lr(train_cfg, round_, num_rounds)
@@ -122,6 +122,8 @@ def client_round(
         "client_pia_time": t1 - t0,
         "train_time": t2 - t1,
     }
+    if hooks.diagnostics:  # e.g. FedPIA's client alignment (JSON; in-process records only)
+        info["pia"] = hooks.diagnostics
     return update, new_state, info
 
 
