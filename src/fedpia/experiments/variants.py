@@ -15,17 +15,32 @@ from fedpia.experiments.config import ExperimentConfig
 
 @dataclass(frozen=True)
 class Variant:
+    """``inherit``: knobs taken over from a base FedPIA config's options when the variant runs
+    another strategy (the ``fedavg-mix`` control keeps the preset's λ, ``mix``)."""
+
     strategy: str
     options: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    inherit: tuple[str, ...] = ()
 
 
 VARIANTS: dict[str, Variant] = {
     "fedpia": Variant("fedpia", {}, {}, "FedPIA: server + client PIA (activation cost)"),
-    "fedpia-server-only": Variant("fedpia", {"client_pia": False}, {}, "ablation: w/o client PIA"),
+    "fedpia-server-only": Variant("fedpia", {"client_pia": False}, {},
+                                  "ablation: w/o client PIA (clients start from G: no permutation, no mix)"),
+    "fedpia-server-mix": Variant("fedpia", {"client_permute": False}, {},
+                                 "server PIA + the client λ-mix, no client permutation"),
     "fedpia-client-only": Variant("fedpia", {"server_pia": False}, {}, "ablation: w/o server PIA"),
+    "fedpia-client-weight": Variant("fedpia", {"server_pia": False, "client_cost": "weight"}, {},
+                                    "FedAvg server + client permutation by weight cost + mix"),
     "fedpia-weight-cost": Variant("fedpia", {"client_cost": "weight"}, {}, "ablation: weight-based client cost"),
+    "fedpia-layer-distance": Variant("fedpia", {"distance": "layer"}, {},
+                                     "integration weights from per-layer distances d_{k,g}"),
+    "fedpia-paper-weights": Variant("fedpia", {"weighting": "paper"}, {},
+                                    "the paper's literal (1/K) Σ e^{-γ d_k} W̃_k (weights need not sum to 1)"),
+    "fedavg-mix": Variant("fedavg-mix", {}, {}, "control: FedAvg + the client λ-mix, no permutation",
+                          inherit=("mix",)),
     "fedpia-parallel": Variant("fedpia", {"integration": "parallel"}, {}, "parallel integration on clients"),
     "fedavg": Variant("fedavg", {}, {}, "adapter (preset's PEFT, Houlsby) + FedAvg"),
     "fedavg-parallel": Variant("fedavg", {}, {"peft": "parallel"}, "Parallel adapter + FedAvg"),
@@ -66,5 +81,8 @@ def apply_variant(base: ExperimentConfig, name: str) -> ExperimentConfig:
     )
     if v.strategy == "fedpia" and base.strategy == "fedpia":
         raw["strategy_options"] = {**base.strategy_options, **v.options}
+    elif base.strategy == "fedpia":
+        kept = {k: base.strategy_options[k] for k in v.inherit if k in base.strategy_options}
+        raw["strategy_options"] = {**kept, **raw["strategy_options"]}
     raw["model"] = {**base.model, **v.model}
     return ExperimentConfig.from_dict(raw)
