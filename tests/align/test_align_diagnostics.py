@@ -158,3 +158,32 @@ def test_client_mix_without_permutation_is_the_plain_merge(gen):
         torch.testing.assert_close(out[k], 0.25 * glob[k] + 0.75 * local[k], rtol=0, atol=0)
     with pytest.raises(ValueError, match="mix"):
         mix_states(glob, local, -0.1)
+
+
+def test_reference_anchor_aligns_clients_with_no_shared_unit_order(gen):
+    """Clients = one adapter + large noise (σ = 0.6 of the weights), each in its own random unit
+    order, equal weights. The oracle is the FedAvg of the correctly ordered clients. A FedAvg
+    anchor unit mixes K unrelated units, one of them the client's own, so the first pass is
+    biased to the identity and falls far from the oracle; anchor='largest' recovers it."""
+    base = bottleneck_state(gen, layers=2, d=24, m=8)
+    clean = [noisy(base, gen, 0.6) for _ in range(3)]
+    clients = [permute_units(c, random_perms(base, gen)) for c in clean]
+    oracle = fedavg(clean, [1, 1, 1])
+
+    def err(state):  # relative distance to the oracle, up to a unit permutation
+        state = align(state, oracle).state
+        keys = [k for k in oracle if "adapter" in k]
+        return math.sqrt(sum(float((state[k] - oracle[k]).square().sum()) for k in keys)
+                         / sum(float(oracle[k].square().sum()) for k in keys))
+
+    blur = fedpia_server(clients, [1, 1, 1], gamma=0.0)
+    good = fedpia_server(clients, [1, 1, 1], gamma=0.0, anchor="largest", iterations=2)
+    assert err(good.state) < 1e-6 and err(blur.state) > 0.3 and err(fedavg(clients, [1] * 3)) > 0.5
+    name = "enc.layer.0.adapter"
+    assert good.groups[name].moved[0] == 0 and min(good.groups[name].moved[1:]) > 0
+    bad = [dict(c) for c in clients]
+    bad[1][f"{name}.down.weight"] = torch.full_like(bad[1][f"{name}.down.weight"], math.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        fedpia_server(bad, [1, 1, 1], anchor="largest")
+    with pytest.raises(ValueError, match="anchor='mean'"):
+        fedpia_server(clients, [1, 1, 1], anchor="mean")

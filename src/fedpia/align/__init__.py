@@ -16,7 +16,14 @@ from fedpia.align.fuse import (
 )
 from fedpia.align.groups import Member, UnitGroup, permute_units, unit_groups
 from fedpia.align.pairwise import COSTS, AlignResult, align, apply_plans, group_cost
-from fedpia.align.server import DISTANCES, WEIGHTINGS, GroupStats, ServerResult, fedpia_server
+from fedpia.align.server import (
+    ANCHORS,
+    DISTANCES,
+    WEIGHTINGS,
+    GroupStats,
+    ServerResult,
+    fedpia_server,
+)
 from fedpia.align.transport import (
     SOLVERS,
     GroupPlan,
@@ -30,6 +37,7 @@ from fedpia.align.transport import (
 )
 
 __all__ = [
+    "ANCHORS",
     "COSTS",
     "DISTANCES",
     "SOLVERS",

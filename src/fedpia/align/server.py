@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]
 WEIGHTINGS = ("normalized", "paper")
 DISTANCES = ("global", "layer")
+ANCHORS = ("fedavg", "largest")
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,11 @@ def _integration_weights(p: torch.Tensor, d: torch.Tensor, gamma: float, weighti
     return torch.softmax(logits, dim=0)
 
 
-def _check_knobs(gamma, weighting, iterations, solver, distance) -> None:
+def _check_knobs(gamma, weighting, iterations, solver, distance, anchor) -> None:
     check_choice("weighting", weighting, WEIGHTINGS)
     check_choice("solver", solver, SOLVERS)
     check_choice("distance", distance, DISTANCES)
+    check_choice("anchor", anchor, ANCHORS)
     if not (math.isfinite(gamma) and gamma >= 0):
         raise ValueError(f"gamma must be finite and >= 0, got {gamma}")
     if int(iterations) != iterations or iterations < 1:
@@ -150,6 +152,7 @@ def fedpia_server(
     include_outgoing: bool = False,
     reg: float = 0.05,
     distance: str = "global",
+    anchor: str = "fedavg",
 ) -> ServerResult:
     """FedPIA server aggregation of client adapters (module docstring gives the recipe).
 
@@ -157,16 +160,24 @@ def fedpia_server(
     axis); ``weights``: example counts (normalised to ``p_k``). ``gamma >= 0``: integration
     temperature (0 = aligned FedAvg). ``distance``: ``"global"`` (one ``d_k`` over all groups,
     DEFAULT) or ``"layer"`` (``d_{k,g}`` and ``w_{k,g}`` per group; a loose key ``<g>.*`` such as
-    ``<g>.up.bias`` uses its group's weights, other loose keys the global ones). Returns a
-    :class:`ServerResult`; the global state has the anchor's width (the widest client's).
+    ``<g>.up.bias`` uses its group's weights, other loose keys the global ones). ``anchor``:
+    ``"fedavg"`` (DEFAULT, step 1) or ``"largest"``: the first pass aligns every client to the
+    units of the client with the largest weight (OTFusion's reference model; groups whose width
+    differs across clients keep the widest-client anchor). A FedAvg anchor contains ``p_k`` of
+    each client's own units, which biases every client towards the identity; clients without a
+    shared initialisation need a reference (use ``iterations >= 2`` so that ``d_k`` is measured
+    to the barycenter, not to the reference). Returns a :class:`ServerResult`; the global state
+    has the anchor's width (the widest client's).
     """
-    _check_knobs(gamma, weighting, iterations, solver, distance)
-    groups = check_states(states, same_width=False, finite=False)
+    _check_knobs(gamma, weighting, iterations, solver, distance, anchor)
+    ref = anchor == "largest"
+    groups = check_states(states, same_width=False, finite=ref)  # NaN/Inf: see the anchor below
     p = check_weights(weights, len(states))
     states = list(states)
     grouped = {key for g in groups for key in g.keys}
     loose = [key for key in states[0] if key not in grouped]
-    solvers = _solvers(states, groups, Knobs(solver, squared, include_outgoing, reg))
+    knobs = Knobs(solver, squared, include_outgoing, reg, int(p.argmax()) if ref else None)
+    solvers = _solvers(states, groups, knobs)
     # 1. FedAvg anchor (NaN/Inf surface in it and are traced back to a client before aligning)
     anchor: State = {key: weighted(stack_key(states, key), p) for key in loose}
     check_finite_sum(states, p.tolist(), anchor)

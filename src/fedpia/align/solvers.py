@@ -3,7 +3,8 @@
 :func:`fedpia.align.fedpia_server` runs the recipe (anchor → plans → ``d_k`` → ``w_k`` →
 integrate) and asks one solver per unit group ``g`` for three things:
 
-* ``anchor(p)``: the group's part of the FedAvg anchor ``A_g = Σ_k p_k W_{k,g}``;
+* ``anchor(p)``: the group's part of the FedAvg anchor ``A_g = Σ_k p_k W_{k,g}`` (or, with
+  ``Knobs.reference``, that client's units);
 * ``align(anchor)``: a :class:`GroupFit`, every client's plan onto ``A_g`` with
   ``||W̃_{k,g} − A_g||²`` and the transport costs before/after;
 * ``integrate(fit, w, anchor)``: ``Σ_k w_k W̃_{k,g}`` for the group's tensors (anchor's shape).
@@ -63,6 +64,7 @@ class Knobs:
     squared: bool = False
     include_outgoing: bool = False
     reg: float = 0.05
+    reference: int | None = None  # anchor on this client's units instead of the FedAvg
 
 
 def spans(k: int, state: Mapping[str, torch.Tensor], g: UnitGroup) -> list[slice]:
@@ -90,6 +92,8 @@ class BatchedGroup:
         self.spans = spans(len(states), states[0], g)
 
     def anchor(self, p: torch.Tensor) -> State:
+        if self.knobs.reference is not None:
+            return {key: self.states[self.knobs.reference][key].clone() for key in self.g.keys}
         part: State = {}
         for sl in self.spans:
             st = self.bufs.stacks(self.states, sl, self.g)
@@ -124,6 +128,8 @@ class GeneralGroup:
         return self.groups_k[k][self.g.name]
 
     def anchor(self, p: torch.Tensor) -> State:
+        if not self.uneven and self.knobs.reference is not None:
+            return {key: self.states[self.knobs.reference][key].clone() for key in self.g.keys}
         if not self.uneven:
             return {key: weighted(stack_key(self.states, key), p) for key in self.g.keys}
         # every client mapped (exact OT) onto the *first widest* client's units, then averaged
