@@ -8,7 +8,8 @@ adapter L (activation cost on ``probe_samples`` local samples by default) and me
 ``integration="parallel"``, train L with the frozen perm(G) beside it (outputs summed).
 Ablations: ``server_pia=False`` (client-only), ``client_pia=False`` (server-only: clients start
 from G, no permutation and no mix), ``client_permute=False`` (the λ-mix without permutation),
-both PIA steps off (= FedAvg), ``client_cost="weight"``, ``distance="layer"``.
+both PIA steps off (= FedAvg), ``client_cost="weight"``, ``distance="layer"``,
+``anchor="largest"`` (align to the largest client, for clients with no shared initialisation).
 
 Every round record carries diagnostics (JSON, per unit group and client): the server's
 ``fedpia_server`` statistics in the aggregate diagnostics, the client's alignment through
@@ -48,6 +49,7 @@ _CHOICES = {
     "solver": ("exact", "sinkhorn"),
     "integration": ("merge", "parallel"),
     "distance": ("global", "layer"),
+    "anchor": ("fedavg", "largest"),
 }
 
 
@@ -69,6 +71,7 @@ class FedPIA(Strategy):
     client_permute: bool = True  # False: the client's λ-mix without the permutation (control)
     client_margin: float = 0.0  # accept a client permutation only if it cuts the cost this much
     distance: str = "global"  # integration weights from d_k over all groups, or per "layer"
+    anchor: str = "fedavg"  # server's first anchor: FedAvg, or the "largest" client's units
 
     def __post_init__(self) -> None:
         for knob, allowed in _CHOICES.items():
@@ -132,6 +135,7 @@ class FedPIA(Strategy):
             iterations=self.iterations,
             solver=self.solver,
             distance=self.distance,
+            anchor=self.anchor,
         )
         diag = server_diagnostics(res, [u.client for u in updates])
         return replace(server, adapter=res.state, round=ctx.round), diag
