@@ -114,5 +114,6 @@ def test_variants_define_the_controls():
     assert srv_mix.strategy_options["mix"] == 0.7
     assert apply_variant(base, "fedpia-server-only").strategy_options["client_pia"] is False
     assert apply_variant(base, "fedpia-layer-distance").strategy_options["distance"] == "layer"
-    for name in ("fedpia-client-weight", "fedpia-paper-weights", "fedavg-mix", "fedpia-server-ref"):
+    for name in ("fedpia-client-weight", "fedpia-paper-weights", "fedavg-mix", "fedpia-server-ref",
+                 "fedpia-gamma0", "fedpia-paper-client"):
         apply_variant(base, name).validate()

@@ -1,8 +1,12 @@
 """Named method variants for ``fedpia compare``: a strategy + knobs + PEFT method.
 
 The paper's table rows are variants: "fedavg" keeps the preset's adapter (Houlsby), "fedavg-lora"
-is LoRA + FedAvg, "fedpia-server-only" is the ablation without client PIA, and so on. Any
-registered strategy name is also accepted as is.
+is LoRA + FedAvg, "fedpia-server-only" is the ablation without client PIA, and so on. The
+controls of issue 14 isolate FedPIA's parts: the client λ-mix ("fedavg-mix",
+"fedpia-server-mix"), the client permutation ("fedpia-client-only" vs "fedavg-mix"), its cost
+("fedpia-client-weight"), the integration weights ("fedpia-gamma0", "fedpia-layer-distance",
+"fedpia-paper-weights") and the server anchor ("fedpia-server-ref"). Any registered strategy
+name is also accepted as is.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ VARIANTS: dict[str, Variant] = {
     "fedpia-weight-cost": Variant("fedpia", {"client_cost": "weight"}, {}, "ablation: weight-based client cost"),
     "fedpia-layer-distance": Variant("fedpia", {"distance": "layer"}, {},
                                      "integration weights from per-layer distances d_{k,g}"),
+    "fedpia-gamma0": Variant("fedpia", {"gamma": 0.0}, {},
+                             "server alignment with the FedAvg weights (γ=0): isolates w_k"),
+    "fedpia-paper-client": Variant("fedpia", {"probe_samples": 0, "client_margin": 0.0}, {},
+                                   "the paper's client step: probe of m = adapter-width samples, "
+                                   "every optimal permutation applied"),
     "fedpia-paper-weights": Variant("fedpia", {"weighting": "paper"}, {},
                                     "the paper's literal (1/K) Σ e^{-γ d_k} W̃_k (weights need not sum to 1)"),
     "fedpia-server-ref": Variant("fedpia", {"client_pia": False, "anchor": "largest",
