@@ -105,7 +105,21 @@ def run_method(sim, cfg, states, method: str, rounds: int) -> dict:
         curve.append({"round": state.round, **_means(state.history[-1]["eval"], tasks)})
     moved = _round0_moved(diag)
     log.info("%s: %s", method, curve)
-    return {"curve": curve, "round0_moved": moved}
+    return {"curve": curve, "round0_moved": moved, "client_steps": _client_steps(state.history)}
+
+
+def _client_steps(history: list[dict]) -> list[dict]:
+    """Per round: the client alignments' gain quantiles and units moved (FedPIA only)."""
+    out = []
+    for rec in history:
+        pia = [c["pia"] for c in rec["clients"].values() if "pia" in c]
+        gains = [g for p in pia for g in p["gain"] if g is not None]
+        if gains:
+            out.append({"round": rec["round"],
+                        "gain_p10_p50_p90_max": [float(np.percentile(gains, q))
+                                                 for q in (10, 50, 90, 100)],
+                        "moved_units": float(np.mean([m for p in pia for m in p["moved"]]))})
+    return out
 
 
 def _round0_moved(diag: dict) -> dict | None:
