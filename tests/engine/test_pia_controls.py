@@ -115,5 +115,5 @@ def test_variants_define_the_controls():
     assert apply_variant(base, "fedpia-server-only").strategy_options["client_pia"] is False
     assert apply_variant(base, "fedpia-layer-distance").strategy_options["distance"] == "layer"
     for name in ("fedpia-client-weight", "fedpia-paper-weights", "fedavg-mix", "fedpia-server-ref",
-                 "fedpia-gamma0", "fedpia-paper-client"):
+                 "fedpia-gamma0", "fedpia-paper-client", "fedpia-margin"):
         apply_variant(base, name).validate()

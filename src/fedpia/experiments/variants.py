@@ -46,6 +46,8 @@ VARIANTS: dict[str, Variant] = {
     "fedpia-paper-client": Variant("fedpia", {"probe_samples": 0, "client_margin": 0.0}, {},
                                    "the paper's client step: probe of m = adapter-width samples, "
                                    "every optimal permutation applied"),
+    "fedpia-margin": Variant("fedpia", {"client_margin": 0.3}, {},
+                             "client permutation applied only if it cuts the cost by >= 30%"),
     "fedpia-paper-weights": Variant("fedpia", {"weighting": "paper"}, {},
                                     "the paper's literal (1/K) Σ e^{-γ d_k} W̃_k (weights need not sum to 1)"),
     "fedpia-server-ref": Variant("fedpia", {"client_pia": False, "anchor": "largest",
