@@ -178,19 +178,20 @@ def fedpia_server(
     loose = [key for key in states[0] if key not in grouped]
     knobs = Knobs(solver, squared, include_outgoing, reg, int(p.argmax()) if ref else None)
     solvers = _solvers(states, groups, knobs)
-    # 1. FedAvg anchor (NaN/Inf surface in it and are traced back to a client before aligning)
-    anchor: State = {key: weighted(stack_key(states, key), p) for key in loose}
-    check_finite_sum(states, p.tolist(), anchor)
+    # 1. anchor A: FedAvg (or the reference client's units) per group, FedAvg of loose keys;
+    # NaN/Inf surface in the weighted sums and are traced back to a client before aligning
+    a_state: State = {key: weighted(stack_key(states, key), p) for key in loose}
+    check_finite_sum(states, p.tolist(), a_state)
     for it in range(int(iterations)):
         fits: dict[str, GroupFit] = {}
         for sv in solvers:
             if it == 0:
                 part = sv.anchor(p)
                 check_finite_sum(states, p.tolist(), part)
-                anchor.update(part)
-            fits[sv.g.name] = sv.align(anchor)  # 2. plans, ||W̃_{k,g} − A_g||² and costs
+                a_state.update(part)
+            fits[sv.g.name] = sv.align(a_state)  # 2. plans, ||W̃_{k,g} − A_g||² and costs
         # 3. distances to the anchor, 4. integration weights
-        norms = _sq_norms(anchor, groups)
+        norms = _sq_norms(a_state, groups)
         d = _rel(sum((f.sq for f in fits.values()), torch.zeros(len(states), dtype=torch.float64)),
                  sum(norms.values()))
         w = _integration_weights(p, d, gamma, weighting)
@@ -202,12 +203,12 @@ def fedpia_server(
         new: State = {key: weighted(stack_key(states, key), w_g.get(_owner(key, names), w))
                       for key in loose}
         for sv in solvers:
-            new.update(sv.integrate(fits[sv.g.name], w_g[sv.g.name], anchor))
-        anchor = {key: new[key] for key in states[0]}
+            new.update(sv.integrate(fits[sv.g.name], w_g[sv.g.name], a_state))
+        a_state = {key: new[key] for key in states[0]}  # 6. re-anchor on W_G
         log.debug("fedpia_server iteration %d: d=%s w=%s", it, d.tolist(), w.tolist())
-    stats = {g.name: _stats(fits[g.name], g, anchor, d_g[g.name], w_g[g.name]) for g in groups}
+    stats = {g.name: _stats(fits[g.name], g, a_state, d_g[g.name], w_g[g.name]) for g in groups}
     changed = [{name: st.moved[k] for name, st in stats.items()} for k in range(len(states))]
-    return ServerResult(state=anchor, distances=d.tolist(), weights=w.tolist(), changed=changed,
+    return ServerResult(state=a_state, distances=d.tolist(), weights=w.tolist(), changed=changed,
                         iterations=int(iterations), fedavg_weights=p.tolist(), groups=stats)
 
 
