@@ -68,6 +68,7 @@ def test_fedpia_client_weight_cost_reports_its_alignment():
     assert _equal(start, local)  # the permuted copy is mapped back onto the local units
     d = hooks.diagnostics
     assert d["groups"] == ["enc.layer.0.adapter"] and d["moved"] == [4] and d["accepted"] == [True]
+    assert d["widths"] == [4]
     assert d["cost_after"] == [0.0] and d["gain"] == [1.0] and d["cost_before"][0] > 0
     held = FedPIA(client_cost="weight", mix=1.0, client_margin=0.5)
     _, h2 = held.client_start({"adapter": glob}, ClientState(adapter=local), CTX)

@@ -40,6 +40,12 @@ def test_pia_rounds_closed_form():
     assert r["client_gain"] == pytest.approx(0.105)
     assert r["client_accepted"] == pytest.approx(0.5)
     assert "client_moved" not in rows[0] and math.isfinite(rows[0]["server_moved"])
+    # a client-only run (no server groups): the client's own widths give the shares
+    rec = _record(3)
+    rec["diagnostics"] = {}
+    rec["clients"]["a"]["pia"]["widths"] = [4, 8]
+    only = pia_rounds([rec])[0]
+    assert only["client_moved"] == pytest.approx((2 / 4 + 0 / 8) / 2) and "server_moved" not in only
 
 
 def test_pia_section_and_plot(tmp_path):

@@ -40,10 +40,10 @@ def _server(diag: dict[str, Any]) -> dict[str, float]:
 def _client(infos: list[dict[str, Any]], widths: dict[str, int]) -> dict[str, float]:
     moved, gain, acc = [], [], []
     for pia in infos:
-        for name, m, g, a in zip(pia["groups"], pia["moved"], pia["gain"], pia["accepted"],
-                                 strict=True):
-            if name in widths:
-                moved.append(m / widths[name])
+        sizes = pia.get("widths") or [widths.get(n) for n in pia["groups"]]
+        for w, m, g, a in zip(sizes, pia["moved"], pia["gain"], pia["accepted"], strict=True):
+            if w:
+                moved.append(m / w)
             gain.append(g)
             acc.append(float(a))
     return {"client_moved": _mean(moved), "client_gain": _mean(gain),

@@ -176,7 +176,8 @@ def server_diagnostics(res: ServerResult, clients: list[str]) -> dict[str, Any]:
 def client_diagnostics(step: ClientStep, *, cost: str, margin: float) -> dict[str, Any]:
     """JSON-friendly diagnostics of one client step (lists indexed like ``groups``).
 
-    ``moved``: units of G the applied plan moves; ``proposed_moved``: units the optimal plan would
+    ``widths``: the local adapter's group widths; ``moved``: units of G the applied plan moves;
+    ``proposed_moved``: units the optimal plan would
     move; ``cost_before`` / ``cost_after``: transport cost of the identity and of the optimal
     plan; ``gain``: ``1 − after/before``; ``accepted``: whether the plan passed the margin.
     """
@@ -184,6 +185,7 @@ def client_diagnostics(step: ClientStep, *, cost: str, margin: float) -> dict[st
     names = list(al.proposed)
     prop = [al.proposed[n] for n in names]
     return {"cost": cost, "margin": margin, "groups": names,
+            "widths": [int(al.plans[n].plan.shape[1]) for n in names],
             "moved": [al.plans[n].changed for n in names],
             "proposed_moved": [gp.changed for gp in prop],
             "cost_before": [_r(math.nan if gp.identity_cost is None else gp.identity_cost)
