@@ -7,10 +7,10 @@ epochs on its local data alone (with its own head), and only then joins the fede
 is the regime where permutation symmetry actually separates FedAvg from an aligned fusion: with
 a shared initialisation the units of all clients stay in correspondence.
 
-Engine-neutral: :func:`independent_clients` returns the clients' states; the round layer starts
-the run from them and aggregates their adapters once before round 1 ("round 0", the one-shot
-fusion: ``strategy.aggregate(server, uploads)``). :func:`independent_adapters` alone gives the
-initial adapters.
+Engine-neutral: :func:`independent_clients` (or :func:`independent_client` on one node) returns
+the clients' states; the round layer starts the run from them and aggregates their adapters
+once before round 1 ("round 0", the one-shot fusion: ``strategy.aggregate(server, uploads)``).
+:func:`independent_adapter` alone gives one client's initial adapter.
 """
 
 from __future__ import annotations
@@ -28,25 +28,32 @@ from fedpia.strategies.base import ClientState, ClientUpdate, State
 _STREAM = 31  # seed stream of the independent initialisations
 
 
-def independent_adapters(model_cfg, n: int, *, seed: int) -> list[State]:
-    """``n`` adapters from the PEFT initialisation with seeds ``derive_seed(seed, k, 31)``.
+def _check_peft(model_cfg) -> None:
+    if model_cfg.peft not in ("houlsby", "parallel", "compacter", "lora"):
+        raise ValueError(f"independent initialisation needs an adapter with hidden units "
+                         f"(houlsby, parallel, compacter, lora), got peft={model_cfg.peft!r}")
 
-    Each is the trainable state of ``build_model(model_cfg with that seed)``: same keys and
-    shapes as the shared model's adapter, independent draws (its backbone is discarded; with
+
+def independent_adapter(model_cfg, k: int, *, seed: int) -> State:
+    """Client ``k``'s adapter from the PEFT initialisation with seed ``derive_seed(seed, k, 31)``.
+
+    It is the trainable state of ``build_model(model_cfg with that seed)``: same keys and shapes
+    as the shared model's adapter, an independent draw (its backbone is discarded; with
     ``model_cfg.pretrained`` the backbone is the same checkpoint anyway). Only adapter methods
     with hidden units (houlsby, parallel, compacter, lora) are accepted: for the others an
     "independent initialisation" would re-draw backbone weights.
     """
     from fedpia.models import build_model
 
-    if model_cfg.peft not in ("houlsby", "parallel", "compacter", "lora"):
-        raise ValueError(f"independent initialisation needs an adapter with hidden units "
-                         f"(houlsby, parallel, compacter, lora), got peft={model_cfg.peft!r}")
-    out = []
-    for k in range(n):
-        cfg = dataclasses.replace(model_cfg, seed=derive_seed(seed, k, _STREAM) % (2**31))
-        out.append({key: v.detach().clone() for key, v in build_model(cfg).trainable_state().items()})
-    return out
+    _check_peft(model_cfg)
+    cfg = dataclasses.replace(model_cfg, seed=derive_seed(seed, k, _STREAM) % (2**31))
+    return {key: v.detach().clone() for key, v in build_model(cfg).trainable_state().items()}
+
+
+def independent_adapters(model_cfg, n: int, *, seed: int) -> list[State]:
+    """:func:`independent_adapter` for clients ``0 .. n-1``."""
+    _check_peft(model_cfg)
+    return [independent_adapter(model_cfg, k, seed=seed) for k in range(n)]
 
 
 def train_alone(
@@ -61,18 +68,24 @@ def train_alone(
     return trained, head
 
 
+def independent_client(
+    model_cfg, rt: ClientRuntime, head: State, *, epochs: int, train: TrainConfig, seed: int
+) -> ClientState:
+    """One client (e.g. one Flower node): its own adapter (:func:`independent_adapter` for
+    ``rt.index``) trained ``epochs`` epochs alone from ``head``; ``rounds_trained`` stays 0."""
+    adapter = independent_adapter(model_cfg, rt.index, seed=seed)
+    trained, head = train_alone(rt, adapter, head, epochs=epochs, train=train,
+                                seed=derive_seed(seed, rt.index, _STREAM, 1))
+    return ClientState(adapter=trained, head=head)
+
+
 def independent_clients(
     model_cfg, runtimes: Sequence[ClientRuntime], *, epochs: int, train: TrainConfig, seed: int
 ) -> dict[str, ClientState]:
-    """Per client: an independently initialised adapter trained ``epochs`` epochs alone, with
-    its head (``ClientState.adapter`` / ``head``; ``rounds_trained`` stays 0)."""
-    adapters = independent_adapters(model_cfg, len(runtimes), seed=seed)
-    out = {}
-    for rt, adapter in zip(runtimes, adapters, strict=True):
-        trained, head = train_alone(rt, adapter, rt.initial_head(), epochs=epochs, train=train,
-                                    seed=derive_seed(seed, rt.index, _STREAM, 1))
-        out[rt.name] = ClientState(adapter=trained, head=head)
-    return out
+    """:func:`independent_client` for every runtime, heads from ``rt.initial_head()`` (call this
+    before any training on them: the head module holds the last trained head)."""
+    return {rt.name: independent_client(model_cfg, rt, rt.initial_head(), epochs=epochs,
+                                        train=train, seed=seed) for rt in runtimes}
 
 
 def uploads(states: dict[str, ClientState], runtimes: Sequence[ClientRuntime]) -> list[ClientUpdate]:
