@@ -84,9 +84,9 @@ def test_round_records_carry_pia_diagnostics(make_sim):
         k = len(diag["clients"])
         assert sorted(diag["groups"]) == sorted(names)
         assert sum(diag["fedavg_weights"]) == pytest.approx(1.0, abs=1e-5)
-        for name, g in diag["groups"].items():
+        for g in diag["groups"].values():
             assert len(g["moved"]) == len(g["gain"]) == len(g["distance"]) == k
-            assert [c[name] for c in diag["changed"]] == g["moved"]
+            assert all(0 <= m <= g["width"] for m in g["moved"])
             assert all(a <= b + 1e-6 for a, b in zip(g["cost_after"], g["cost_before"],
                                                      strict=True))
     assert all("pia" not in info for info in state.history[0]["clients"].values())  # round 1

@@ -12,8 +12,7 @@ from fedpia.experiments.report import experiment_report
 
 def _record(r, with_client=True):
     diag = {"clients": ["a", "b"], "distances": [0.1, 0.3], "weights": [0.55, 0.45],
-            "fedavg_weights": [0.5, 0.5], "changed": [{"g1": 0, "g2": 4}, {"g1": 2, "g2": 0}],
-            "iterations": 1,
+            "fedavg_weights": [0.5, 0.5], "iterations": 1,
             "groups": {"g1": {"width": 4, "moved": [0, 2], "cost_before": [1, 2],
                               "cost_after": [1, 1], "gain": [0.0, 0.5], "distance": [0.1, 0.2]},
                        "g2": {"width": 8, "moved": [4, 0], "cost_before": [1, None],

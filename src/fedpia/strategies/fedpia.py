@@ -154,8 +154,8 @@ def server_diagnostics(res: ServerResult, clients: list[str]) -> dict[str, Any]:
     ``clients`` order every list; ``distances`` (``d_k``), ``weights`` (``w_k``) and
     ``fedavg_weights`` (``p_k``) per client; ``groups``: ``{group: {width, moved, cost_before,
     cost_after, gain, distance[, weights]}}``, each a list over clients (``weights`` only when
-    they differ from the global ``w_k``, i.e. ``distance="layer"``). ``changed`` keeps the older
-    per-client layout ``[{group: moved}]``.
+    they differ from the global ``w_k``, i.e. ``distance="layer"``). ``ServerResult.changed``
+    (the same numbers as ``moved``, one dict per client) is left out to keep records small.
     """
     groups = {}
     for name, st in res.groups.items():
@@ -170,7 +170,7 @@ def server_diagnostics(res: ServerResult, clients: list[str]) -> dict[str, Any]:
     return {"clients": clients, "distances": [_r(x) for x in res.distances],
             "weights": [_r(x) for x in res.weights],
             "fedavg_weights": [_r(x) for x in res.fedavg_weights],
-            "changed": res.changed, "iterations": res.iterations, "groups": groups}
+            "iterations": res.iterations, "groups": groups}
 
 
 def client_diagnostics(step: ClientStep, *, cost: str, margin: float) -> dict[str, Any]:
