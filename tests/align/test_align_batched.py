@@ -106,15 +106,15 @@ def test_permute_stack_equals_permute_units(gen, factory):
 @pytest.mark.parametrize("chunk_bytes", [1, 700])
 def test_client_chunks_give_the_same_result(gen, monkeypatch, chunk_bytes):
     """Batching clients in chunks (one client, or a few, per stack) changes nothing."""
-    import fedpia.align.server as server
+    import fedpia.align.solvers as solvers
 
     base = FACTORIES["bottleneck"](gen)
     states = [permute_units(noisy(base, gen, 0.05), random_perms(base, gen)) if i % 2
               else noisy(base, gen, 0.05) for i in range(5)] + [FACTORIES["bottleneck"](gen)]
     whole = fedpia_server(states, [1, 2, 3, 4, 5, 6], gamma=2.0, iterations=2)
-    monkeypatch.setattr(server, "_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(solvers, "CHUNK_BYTES", chunk_bytes)
     g = unit_groups(base)[0]
-    assert len(server._spans(len(states), base, g)) > 1
+    assert len(solvers.spans(len(states), base, g)) > 1
     chunked = fedpia_server(states, [1, 2, 3, 4, 5, 6], gamma=2.0, iterations=2)
     assert chunked.changed == whole.changed
     torch.testing.assert_close(torch.tensor(chunked.distances), torch.tensor(whole.distances))

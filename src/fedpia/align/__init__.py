@@ -6,10 +6,24 @@ and :func:`fedpia_client` are the aggregation / merge steps of FedPIA (Saha et a
 https://arxiv.org/abs/2412.14424). No ``torch.nn``; see docs/align.md for the mathematics.
 """
 
-from fedpia.align.fuse import fedavg, fedpia_client, weighted_sum
+from fedpia.align.fuse import (
+    ClientStep,
+    fedavg,
+    fedpia_client,
+    fedpia_client_step,
+    mix_states,
+    weighted_sum,
+)
 from fedpia.align.groups import Member, UnitGroup, permute_units, unit_groups
 from fedpia.align.pairwise import COSTS, AlignResult, align, apply_plans, group_cost
-from fedpia.align.server import WEIGHTINGS, ServerResult, fedpia_server
+from fedpia.align.server import (
+    ANCHORS,
+    DISTANCES,
+    WEIGHTINGS,
+    GroupStats,
+    ServerResult,
+    fedpia_server,
+)
 from fedpia.align.transport import (
     SOLVERS,
     GroupPlan,
@@ -23,11 +37,15 @@ from fedpia.align.transport import (
 )
 
 __all__ = [
+    "ANCHORS",
     "COSTS",
+    "DISTANCES",
     "SOLVERS",
     "WEIGHTINGS",
     "AlignResult",
+    "ClientStep",
     "GroupPlan",
+    "GroupStats",
     "Member",
     "ServerResult",
     "UnitGroup",
@@ -39,8 +57,10 @@ __all__ = [
     "cost_matrix",
     "fedavg",
     "fedpia_client",
+    "fedpia_client_step",
     "fedpia_server",
     "group_cost",
+    "mix_states",
     "permute_units",
     "transport_plan",
     "unit_groups",

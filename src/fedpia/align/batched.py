@@ -31,10 +31,28 @@ Stacks = dict[str, torch.Tensor]
 
 class Buffers:
     """Reusable output tensors by name: groups of one model share shapes, so stacking every
-    group into the same buffers avoids re-allocating (and page-faulting) large tensors."""
+    group into the same buffers avoids re-allocating (and page-faulting) large tensors.
+
+    :meth:`stacks` remembers which clients' group sits in the stack buffers, so asking for the
+    same stacks twice in a row (the anchor, then the alignment of one group) copies them once.
+    """
 
     def __init__(self) -> None:
         self._bufs: dict[tuple, torch.Tensor] = {}
+        self._held: tuple | None = None
+        self._stacks: Stacks = {}
+
+    def stacks(
+        self, states: Sequence[Mapping[str, torch.Tensor]], span: slice, g: UnitGroup
+    ) -> Stacks:
+        """:func:`group_stacks` of ``states[span]`` into these buffers (reused if still held).
+
+        Valid within one server step: ``states`` must not change between calls."""
+        key = (g.name, span.start, span.stop)
+        if self._held != key:
+            self._stacks = group_stacks(states[span], g, self)
+            self._held = key
+        return self._stacks
 
     def get(self, name: str, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
         key = (name, tuple(shape), dtype)
@@ -131,14 +149,15 @@ def align_group(
     squared: bool = False,
     include_outgoing: bool = False,
     bufs: Buffers | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Exact alignment of K equal-width clients of group ``g`` to the anchor.
 
     Returns ``perms`` (``[K, w]`` int64, aligned unit ``j`` of client ``k`` = its unit
-    ``perms[k, j]``) and ``||W̃_k − A||²`` over the members of ``g`` (``[K]`` float64). The Gram
-    runs in the state's dtype (for float32 its cancellation error is ~1e-6·|A|², so ``d_k``
-    resolves differences above ~1e-3·|A|); the other members' distances are computed exactly on
-    permuted copies.
+    ``perms[k, j]``), ``||W̃_k − A||²`` over the members of ``g`` and the transport costs before
+    (identity, ``tr(C_k)/w``) and after (``Σ_j C_k[perms[k, j], j] / w``) the alignment (three
+    ``[K]`` float64). The Gram runs in the state's dtype (for float32 its cancellation error is
+    ~1e-6·|A|², so ``d_k`` resolves differences above ~1e-3·|A|); the other members' distances
+    are computed exactly on permuted copies.
     """
     w = g.width
     feat = [m for m in g.members if m.role == "in" or include_outgoing]
@@ -150,8 +169,11 @@ def align_group(
         ref_sq = _row_sq(y) if ref_sq is None else ref_sq + _row_sq(y)
         src_sq = _row_sq(x) if src_sq is None else src_sq + _row_sq(x)
     c2 = (src_sq.unsqueeze(2) + ref_sq.view(1, 1, w) - 2.0 * gram.double()).clamp_(min=0.0)
-    perms = assignments(c2 if squared else c2.sqrt())
+    cost = c2 if squared else c2.sqrt()
+    perms = assignments(cost)
     dist = c2.gather(1, perms.unsqueeze(1)).squeeze(1).sum(dim=1)
+    before = cost.diagonal(dim1=1, dim2=2).sum(dim=1) / w
+    after = cost.gather(1, perms.unsqueeze(1)).squeeze(1).sum(dim=1) / w
     for i, m in enumerate(g.members):
         if m not in feat:
             st = stacks[m.key]
@@ -159,7 +181,7 @@ def align_group(
             diff = torch.sub(permute_stack(st, m, w, perms, out=buf), anchor[m.key],
                              out=bufs.get(f"diff{i}", st.shape, st.dtype) if bufs else None)
             dist += torch.linalg.vector_norm(diff.flatten(1), dim=1).double().square()
-    return perms, dist
+    return perms, dist, before, after
 
 
 def integrate_group(

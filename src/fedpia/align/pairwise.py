@@ -28,10 +28,14 @@ COSTS = ("weight", "activation")
 @dataclass(frozen=True)
 class AlignResult:
     """``state``: the source expressed in the reference's units (keys in no group shared with the
-    source); ``plans``: one :class:`~fedpia.align.transport.GroupPlan` per group name."""
+    source); ``plans``: the applied :class:`~fedpia.align.transport.GroupPlan` per group name;
+    ``proposed``: the optimal plans before the ``margin`` test (equal to ``plans`` except for the
+    groups in ``rejected``, whose applied plan is the identity)."""
 
     state: State
     plans: dict[str, GroupPlan] = field(default_factory=dict)
+    proposed: dict[str, GroupPlan] = field(default_factory=dict)
+    rejected: tuple[str, ...] = ()
 
 
 def group_cost(
@@ -83,6 +87,7 @@ def align(
     reg: float = 0.05,
     source_acts: Mapping[str, torch.Tensor] | None = None,
     reference_acts: Mapping[str, torch.Tensor] | None = None,
+    margin: float = 0.0,
 ) -> AlignResult:
     """Express ``source`` in the unit order (and width) of ``reference``, each group on its own.
 
@@ -91,11 +96,18 @@ def align(
     ``reg`` relative to ``max C``), then the OTFusion map of :mod:`fedpia.align.transport`. Keys
     in no group are returned unchanged (shared with ``source``).
 
+    ``margin`` in ``[0, 1)``: a group of equal widths keeps its units in place (identity plan)
+    unless the plan lowers the transport cost by at least that share of the identity's cost,
+    ``1 − <T, C> / <I/n, C> >= margin``. ``margin=0`` always applies the optimal plan.
+
     Raises ``ValueError`` (naming the key / group) for mismatched keys, shapes off the unit axis,
-    dtypes, NaN/Inf, missing or mis-shaped activations, unknown ``cost``/``solver``.
+    dtypes, NaN/Inf, missing or mis-shaped activations, unknown ``cost``/``solver``, a margin
+    outside ``[0, 1)``.
     """
     check_choice("cost", cost, COSTS)
     check_choice("solver", solver, SOLVERS)
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must be in [0, 1), got {margin}")
     groups = check_states([source, reference], labels=["source", "reference"], same_width=False)
     ref_groups = {g.name: g for g in unit_groups(reference)}
     s_acts = r_acts = None
@@ -107,11 +119,16 @@ def align(
                 raise ValueError(f"activations of group {g.name!r}: source has "
                                  f"{s_acts[g.name].shape[0]} samples, reference "
                                  f"{r_acts[g.name].shape[0]}; they must be the same inputs")
-    plans: dict[str, GroupPlan] = {}
+    proposed: dict[str, GroupPlan] = {}
     for g in groups:
         c = group_cost(source, reference, g, ref_groups[g.name], cost=cost, squared=squared,
                        include_outgoing=include_outgoing, source_acts=s_acts,
                        reference_acts=r_acts)
-        plans[g.name] = transport_plan(c, solver=solver, reg=reg)
-    log.debug("aligned %d groups (cost=%s, solver=%s)", len(groups), cost, solver)
-    return AlignResult(state=apply_plans(source, groups, plans), plans=plans)
+        proposed[g.name] = transport_plan(c, solver=solver, reg=reg)
+    rejected = tuple(name for name, gp in proposed.items()
+                     if margin > 0 and gp.identity_cost is not None and not gp.gain >= margin)
+    plans = {name: gp.identity() if name in rejected else gp for name, gp in proposed.items()}
+    log.debug("aligned %d groups (cost=%s, solver=%s, %d kept by margin %s)", len(groups), cost,
+              solver, len(rejected), margin)
+    return AlignResult(state=apply_plans(source, groups, plans), plans=plans, proposed=proposed,
+                       rejected=rejected)

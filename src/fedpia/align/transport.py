@@ -20,6 +20,7 @@ copies (each consumes ``n/m`` of its weight) and when identical source units are
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -39,18 +40,44 @@ class GroupPlan:
 
     ``plan``: ``[n, m]`` float64 with uniform marginals. ``perm``: ``[m]`` int64 with aligned unit
     ``j`` = source unit ``perm[j]`` (only for equal widths with the exact solver, else ``None``).
-    ``cost``: ``<T, C>``, the transport cost.
+    ``cost``: ``<T, C>``, the transport cost. ``identity_cost``: ``<I/n, C> = tr(C)/n``, the cost of
+    leaving every unit where it is (``None`` when ``n != m``): ``cost <= identity_cost`` for the
+    exact solver, and ``1 - cost/identity_cost`` is the relative gain of the alignment.
     """
 
     plan: torch.Tensor
     perm: torch.Tensor | None
     cost: float
+    identity_cost: float | None = None
+
+    @property
+    def gain(self) -> float:
+        """Relative cost reduction over the identity, ``1 − cost / identity_cost`` (0 when the
+        identity costs nothing, nan for unequal widths)."""
+        return relative_gain(self.identity_cost, self.cost)
+
+    def identity(self) -> GroupPlan:
+        """The plan that leaves every unit in place (same cost matrix, ``n == m`` only)."""
+        n, m = self.plan.shape
+        if self.identity_cost is None:
+            raise ValueError(f"no identity plan between {n} and {m} units")
+        plan = torch.eye(n, dtype=torch.float64) / n
+        return GroupPlan(plan=plan, perm=torch.arange(n), cost=self.identity_cost,
+                         identity_cost=self.identity_cost)
 
     @property
     def changed(self) -> int:
         """Reference units whose dominant source unit is not the unit of the same index."""
         src = self.perm if self.perm is not None else self.plan.argmax(dim=0)
         return int((src != torch.arange(src.numel())).sum())
+
+
+def relative_gain(before: float | None, after: float) -> float:
+    """``1 − after / before``: the share of the identity's transport cost an alignment removes
+    (0 when ``before`` is 0, nan when there is no identity, i.e. unequal widths)."""
+    if before is None or not math.isfinite(before):
+        return math.nan
+    return 0.0 if before <= 0 else 1.0 - after / before
 
 
 def unit_rows(t: torch.Tensor, member: Member, width: int) -> torch.Tensor:
@@ -138,11 +165,13 @@ def transport_plan(
     n, m = cost.shape
     c = cost.detach().to(torch.float64)
     a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+    ident = float(c.diagonal().sum() / n) if n == m else None
     if solver == "exact" and n == m:
         perm = assignment(c)
         plan = torch.zeros(n, m, dtype=torch.float64)
         plan[perm, torch.arange(m)] = 1.0 / n
-        return GroupPlan(plan=plan, perm=perm, cost=float(c[perm, torch.arange(m)].sum() / n))
+        return GroupPlan(plan=plan, perm=perm, cost=float(c[perm, torch.arange(m)].sum() / n),
+                         identity_cost=ident)
     if solver == "exact":
         plan = torch.from_numpy(np.asarray(ot.emd(a, b, c.numpy()), dtype=np.float64))
     elif solver == "sinkhorn":
@@ -154,7 +183,7 @@ def transport_plan(
             stopThr=1e-10), dtype=np.float64))
     else:
         raise ValueError(f"solver={solver!r} is not one of {SOLVERS}")
-    return GroupPlan(plan=plan, perm=None, cost=float((plan * c).sum()))
+    return GroupPlan(plan=plan, perm=None, cost=float((plan * c).sum()), identity_cost=ident)
 
 
 def unit_maps(plan: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

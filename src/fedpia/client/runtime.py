@@ -121,6 +121,8 @@ def client_round(
         "client_pia_time": t1 - t0,
         "train_time": t2 - t1,
     }
+    if hooks.diagnostics:  # e.g. FedPIA's client alignment (JSON; in-process records only)
+        info["pia"] = hooks.diagnostics
     return update, new_state, info
 
 

@@ -80,3 +80,32 @@ def get_preset(name: str) -> ExperimentConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; allowed: {sorted(PRESETS)}")
     return ExperimentConfig.from_dict(copy.deepcopy(PRESETS[name].config))
+
+
+# ---------------------------------------------------------------- paper protocol (issue 14)
+# The paper's schedule: 30 rounds with 10% warm-up then linear decay, AdamW lr 1e-4, weight decay
+# 0.01, batch 16 (local epochs per round are not stated in the abstract we have: 1 here), and
+# its client counts where our data allows. The quick presets above stay as they are (lr 3e-3,
+# 10 rounds, tiny backbone); these are meant for ``model.pretrained`` (lr 1e-4 barely moves a
+# randomly initialised tiny backbone in 30 rounds).
+_PAPER_TRAIN = {"lr": 1e-4, "batch_size": 16, "weight_decay": 0.01, "local_epochs": 1,
+                "warmup_frac": 0.1}
+_PAPER = {
+    # T1: the paper's 5 clients are 5 datasets (SLAKE, VQA-RAD, VQA-Med 2019/20/21); with
+    # VQA-RAD alone, 5 Dirichlet(0.5) clients over the answers stand in for them.
+    "t1-vqarad": ("T1 MedVQA, paper protocol: VQA-RAD as 5 Dirichlet(α=0.5) clients",
+                  {"split_by": "dirichlet", "n_clients": 5, "alpha": 0.5}),
+    # T2: the paper has 8 modality clients; our data has 6 (3 MedMNIST modalities + VQA-RAD by
+    # organ), so the count stays 6.
+    "t2-modality": ("T2 modality VQA, paper protocol (6 clients; the paper has 8)", {}),
+    "t3-cxr-notes": ("T3 image+notes multi-label, paper protocol (4 site clients, as the paper)",
+                     {}),
+    "t4-mimic": ("T4 MIMIC-CXR, paper protocol (10 Dirichlet(α=0.5) clients; data not bundled)",
+                 {"n_clients": 10, "alpha": 0.5}),
+    "t5-mixed": ("T5 task-heterogeneous, paper protocol (5 clients, as the paper)", {}),
+}
+for _base, (_desc, _opts) in _PAPER.items():
+    _cfg = copy.deepcopy(PRESETS[_base].config)
+    _cfg.update(name=f"{_base}-paper", sim={"rounds": 30}, train=dict(_PAPER_TRAIN),
+                setting_options={**_cfg["setting_options"], **_opts})
+    register_preset(Preset(f"{_base}-paper", _desc, _cfg, needs_data=True))

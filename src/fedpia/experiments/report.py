@@ -13,8 +13,12 @@ NOTE = (
 )
 
 
-def experiment_report(results: dict[str, Any]) -> str:
-    """Short markdown report of one run: config line, per-client final metrics, timings."""
+def experiment_report(results: dict[str, Any], out_dir: Path | None = None) -> str:
+    """Short markdown report of one run: config line, per-client final metrics, timings, and the
+    FedPIA diagnostics per round when the run has them (with ``out_dir``, their plot is written
+    there as ``pia_diagnostics.png`` and linked)."""
+    from fedpia.experiments.pia_report import pia_section, plot_pia
+
     cfg, summ = results["config"], results["summary"]
     lines = [
         f"# {cfg['name']}",
@@ -43,7 +47,10 @@ def experiment_report(results: dict[str, Any]) -> str:
         NOTE,
         "",
     ]
-    return "\n".join(lines)
+    history = results.get("history", [])
+    plot = plot_pia(history, Path(out_dir) / "pia_diagnostics.png") if out_dir else None
+    section = pia_section(history, plot.name if plot else None)
+    return "\n".join(lines) + ("\n" + section if section else "")
 
 
 def _fmt(x: float | None) -> str:

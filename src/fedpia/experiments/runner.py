@@ -152,7 +152,7 @@ def run_experiment(
     _write_json(out / "results.json", results)
     from fedpia.experiments.report import experiment_report
 
-    (out / "report.md").write_text(experiment_report(results))
+    (out / "report.md").write_text(experiment_report(results, out_dir=out))
     return results
 
 

@@ -1,8 +1,12 @@
 """Named method variants for ``fedpia compare``: a strategy + knobs + PEFT method.
 
 The paper's table rows are variants: "fedavg" keeps the preset's adapter (Houlsby), "fedavg-lora"
-is LoRA + FedAvg, "fedpia-server-only" is the ablation without client PIA, and so on. Any
-registered strategy name is also accepted as is.
+is LoRA + FedAvg, "fedpia-server-only" is the ablation without client PIA, and so on. The
+controls of issue 14 isolate FedPIA's parts: the client λ-mix ("fedavg-mix",
+"fedpia-server-mix"), the client permutation ("fedpia-client-only" vs "fedavg-mix"), its cost
+("fedpia-client-weight"), the integration weights ("fedpia-gamma0", "fedpia-layer-distance",
+"fedpia-paper-weights") and the server anchor ("fedpia-server-ref"). Any registered strategy
+name is also accepted as is.
 """
 
 from __future__ import annotations
@@ -15,17 +19,42 @@ from fedpia.experiments.config import ExperimentConfig
 
 @dataclass(frozen=True)
 class Variant:
+    """``inherit``: knobs taken over from a base FedPIA config's options when the variant runs
+    another strategy (the ``fedavg-mix`` control keeps the preset's λ, ``mix``)."""
+
     strategy: str
     options: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    inherit: tuple[str, ...] = ()
 
 
 VARIANTS: dict[str, Variant] = {
     "fedpia": Variant("fedpia", {}, {}, "FedPIA: server + client PIA (activation cost)"),
-    "fedpia-server-only": Variant("fedpia", {"client_pia": False}, {}, "ablation: w/o client PIA"),
+    "fedpia-server-only": Variant("fedpia", {"client_pia": False}, {},
+                                  "ablation: w/o client PIA (clients start from G: no permutation, no mix)"),
+    "fedpia-server-mix": Variant("fedpia", {"client_permute": False}, {},
+                                 "server PIA + the client λ-mix, no client permutation"),
     "fedpia-client-only": Variant("fedpia", {"server_pia": False}, {}, "ablation: w/o server PIA"),
+    "fedpia-client-weight": Variant("fedpia", {"server_pia": False, "client_cost": "weight"}, {},
+                                    "FedAvg server + client permutation by weight cost + mix"),
     "fedpia-weight-cost": Variant("fedpia", {"client_cost": "weight"}, {}, "ablation: weight-based client cost"),
+    "fedpia-layer-distance": Variant("fedpia", {"distance": "layer"}, {},
+                                     "integration weights from per-layer distances d_{k,g}"),
+    "fedpia-gamma0": Variant("fedpia", {"gamma": 0.0}, {},
+                             "server alignment with the FedAvg weights (γ=0): isolates w_k"),
+    "fedpia-paper-client": Variant("fedpia", {"probe_samples": 0, "client_margin": 0.0}, {},
+                                   "the paper's client step: probe of m = adapter-width samples, "
+                                   "every optimal permutation applied"),
+    "fedpia-margin": Variant("fedpia", {"client_margin": 0.3}, {},
+                             "client permutation applied only if it cuts the cost by >= 30%"),
+    "fedpia-paper-weights": Variant("fedpia", {"weighting": "paper"}, {},
+                                    "the paper's literal (1/K) Σ e^{-γ d_k} W̃_k (weights need not sum to 1)"),
+    "fedpia-server-ref": Variant("fedpia", {"client_pia": False, "anchor": "largest",
+                                            "iterations": 2}, {},
+                                 "server-only, aligned to the largest client (2 barycenter passes)"),
+    "fedavg-mix": Variant("fedavg-mix", {}, {}, "control: FedAvg + the client λ-mix, no permutation",
+                          inherit=("mix",)),
     "fedpia-parallel": Variant("fedpia", {"integration": "parallel"}, {}, "parallel integration on clients"),
     "fedavg": Variant("fedavg", {}, {}, "adapter (preset's PEFT, Houlsby) + FedAvg"),
     "fedavg-parallel": Variant("fedavg", {}, {"peft": "parallel"}, "Parallel adapter + FedAvg"),
@@ -66,5 +95,8 @@ def apply_variant(base: ExperimentConfig, name: str) -> ExperimentConfig:
     )
     if v.strategy == "fedpia" and base.strategy == "fedpia":
         raw["strategy_options"] = {**base.strategy_options, **v.options}
+    elif base.strategy == "fedpia":
+        kept = {k: base.strategy_options[k] for k in v.inherit if k in base.strategy_options}
+        raw["strategy_options"] = {**kept, **raw["strategy_options"]}
     raw["model"] = {**base.model, **v.model}
     return ExperimentConfig.from_dict(raw)

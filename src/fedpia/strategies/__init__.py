@@ -1,6 +1,6 @@
 """One registry of federated strategies (FedPIA and baselines), pure hooks with explicit state."""
 
-from fedpia.strategies import baselines, fedpia, robust  # noqa: F401  (fill the registry)
+from fedpia.strategies import baselines, controls, fedpia, robust  # noqa: F401  (fill the registry)
 from fedpia.strategies.base import (
     ActivationProbe,
     ClientState,

@@ -95,7 +95,8 @@ class LocalHooks:
     ``distill_teacher``: an adapter whose predictions (with the client's head, computed once on
     the training split before the pass) are a distillation target (FedDAT), weighted by
     ``distill_weight`` at ``distill_temperature``; ``parallel_frozen``: a frozen adapter added beside the trainable one (FedPIA's
-    parallel integration).
+    parallel integration). ``diagnostics``: JSON-friendly facts about the client step (e.g.
+    FedPIA's client alignment), stored in the client's round info under ``"pia"``.
     """
 
     extra_loss: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = None
@@ -106,6 +107,7 @@ class LocalHooks:
     distill_temperature: float = 1.0
     parallel_frozen: State | None = None
     base_delta: State | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 class ActivationProbe:
