@@ -31,6 +31,7 @@ from flwr.clientapp.typing import Mod
 from fedpia.client.runtime import ClientRuntime
 from fedpia.flower.env import configure_environment
 from fedpia.flower.records import (
+    INFO,
     PAYLOAD,
     UPDATE_EXTRA,
     UPDATE_STATE,
@@ -39,6 +40,7 @@ from fedpia.flower.records import (
     save_client_state,
     state_to_record,
     states_from_recorddict,
+    structured_info,
 )
 from fedpia.rounds import (
     ExperimentConfig,
@@ -110,6 +112,9 @@ def handle_train(msg: Message, context: Context, cfg: ExperimentConfig | None = 
     if update.num_examples is not None:  # a None count (injected) travels as an absent key
         metrics["num-examples"] = update.num_examples
     content["metrics"] = metrics
+    info = structured_info(update.metrics)  # e.g. FedPIA's client diagnostics ("pia")
+    if info is not None:
+        content[INFO] = info
     return Message(content, reply_to=msg)
 
 

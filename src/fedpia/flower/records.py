@@ -20,11 +20,12 @@ Record layout (keys of a :class:`~flwr.app.RecordDict`, ``/`` separates namespac
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedpia.strategies.base import ClientState, State
 
@@ -65,6 +66,22 @@ def states_from_recorddict(content: RecordDict, prefix: str) -> dict[str, State]
         for key, rec in content.array_records.items()
         if key.startswith(prefix)
     }
+
+
+INFO = "info"  # ConfigRecord name of the structured (JSON) training info of a train reply
+
+
+def structured_info(values: Mapping[str, object]) -> ConfigRecord | None:
+    """Non-scalar JSON entries of ``values`` (e.g. FedPIA's client diagnostics under "pia") as a
+    ConfigRecord holding one JSON string, or None when there are none (MetricRecords keep
+    numbers only)."""
+    rest = {k: v for k, v in values.items() if isinstance(v, Mapping | list)}
+    return ConfigRecord({"json": json.dumps(rest)}) if rest else None
+
+
+def info_from_record(rec: ConfigRecord | None) -> dict[str, object]:
+    """Inverse of :func:`structured_info` ({} for None)."""
+    return {} if rec is None else dict(json.loads(str(rec["json"])))
 
 
 def metrics_record(values: Mapping[str, object]) -> MetricRecord:

@@ -34,9 +34,11 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy as FlowerStrategyBase
 
 from fedpia.flower.records import (
+    INFO,
     PAYLOAD,
     UPDATE_EXTRA,
     UPDATE_STATE,
+    info_from_record,
     record_to_state,
     state_to_record,
     states_from_recorddict,
@@ -71,7 +73,8 @@ def parse_update(content: RecordDict) -> ClientUpdate:
         state=record_to_state(content.array_records[UPDATE_STATE]),
         num_examples=n,
         extra=states_from_recorddict(content, UPDATE_EXTRA),
-        metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
+        metrics={**{k: v for k, v in metrics.items() if isinstance(v, int | float)},
+                 **info_from_record(content.config_records.get(INFO))},
     )
 
 
