@@ -19,21 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(preset: str, overrides: list[str], data_root: str | None):
-    """``(cfg, model, data, strategy, Simulator)`` for ``preset`` with ``overrides``."""
-    from fedpia.data import get_setting
-    from fedpia.models import build_model
+    """``(cfg, model, data, strategy, Simulator)`` for ``preset`` with ``overrides``, assembled by
+    the round layer (:func:`fedpia.rounds.build_run`: derived knobs, client heads, probe size)."""
+    from fedpia.rounds import build_run
     from fedpia.sim import Simulator
-    from fedpia.strategies import build_strategy
 
     sets = list(overrides) + ([f"data_root={data_root}"] if data_root else [])
     cfg = get_preset(preset).with_overrides(sets)
     cfg.validate()
-    model = build_model(cfg.model_config())
-    data = get_setting(cfg.setting, data_root=cfg.data_root, seed=cfg.sim.seed,
-                       **cfg.setting_options)
-    strategy = build_strategy(cfg.strategy, **cfg.strategy_options)
-    sim = Simulator(model, data, strategy, sim=cfg.sim, train=cfg.train)
-    return cfg, model, data, strategy, sim
+    run = build_run(cfg)
+    sim = Simulator.from_run(run)
+    return cfg, run.model, run.data, run.strategy, sim
 
 
 def describe(argv: list[str] | None, script: str) -> dict[str, Any]:

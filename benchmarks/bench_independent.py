@@ -1,7 +1,7 @@
 """Where alignment is the point: clients that fine-tuned their own adapters, then federate.
 
 Every client starts from an adapter initialised with its own seed and trains it ``--epochs``
-local epochs alone (``fedpia.client.independent``). Then, per method (FedAvg, FedPIA server
+local epochs alone (``fedpia.rounds.independent``, as with ``sim.independent_epochs``). Then, per method (FedAvg, FedPIA server
 alignment only, full FedPIA, ...), the server fuses the K adapters once ("round 0", one-shot
 fusion) and ``--rounds`` ordinary rounds follow. Baselines from the same independent adapters:
 each client's own model (local), the best single client's model for everyone, and the ensemble
@@ -19,6 +19,7 @@ Writes ``benchmarks/results/pia_independent.json`` and prints a table::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -30,7 +31,8 @@ import torch
 from _pia import ROOT, build, describe
 
 from fedpia.client import predict, primary_metric
-from fedpia.client.independent import (
+from fedpia.experiments.variants import apply_variant
+from fedpia.rounds.independent import (
     independent_clients,
     label_strings,
     mapped_probs,
@@ -38,7 +40,6 @@ from fedpia.client.independent import (
     train_alone,
     uploads,
 )
-from fedpia.experiments.variants import apply_variant
 from fedpia.sim.simulator import SimState
 from fedpia.strategies import ClientState, RoundContext, build_strategy
 
@@ -93,6 +94,7 @@ def run_method(sim, cfg, states, method: str, rounds: int) -> dict:
     vcfg = apply_variant(cfg, method)
     strategy = build_strategy(vcfg.strategy, **vcfg.strategy_options)
     sim.strategy = strategy
+    sim.rules = dataclasses.replace(sim.rules, strategy=strategy)  # the round layer's copy
     server = strategy.server_init(sim.initial_adapter)
     ctx = RoundContext(round=0, num_rounds=rounds, seed=cfg.sim.seed,
                        num_clients=len(sim.clients))

@@ -9,7 +9,9 @@ import torch
 
 from fedpia.align import align, unit_groups
 from fedpia.client import TrainConfig
-from fedpia.client.independent import (
+from fedpia.models import ModelConfig
+from fedpia.rounds import client_runtime
+from fedpia.rounds.independent import (
     independent_adapters,
     independent_clients,
     mapped_probs,
@@ -17,8 +19,6 @@ from fedpia.client.independent import (
     train_alone,
     uploads,
 )
-from fedpia.client.runtime import ClientRuntime
-from fedpia.models import ModelConfig
 
 CFG = ModelConfig(backbone="vilt", peft="houlsby", adapter_width=8, seed=0)
 TRAIN = TrainConfig(lr=2e-3, batch_size=8, local_steps=0, local_epochs=1, warmup_frac=0.0)
@@ -43,7 +43,7 @@ def test_independent_adapters_are_independent_draws_of_the_same_init(initial_ada
 
 
 def test_independent_clients_train_alone(tiny_model, tiny_data, initial_adapter):
-    rts = [ClientRuntime.build(tiny_model, s, index=i, seed=0)
+    rts = [client_runtime(tiny_model, s, index=i, seed=0)
            for i, s in enumerate(tiny_data.clients[:2])]
     heads = [rt.initial_head() for rt in rts]  # a snapshot: training mutates rt.head
     states = independent_clients(CFG, rts, epochs=1, train=TRAIN, seed=3)
@@ -64,3 +64,35 @@ def test_mapped_probs_and_string_accuracy_closed_form():
     out = mapped_probs(probs, ["no", "yes"], ["left", "no", "yes"])
     assert torch.equal(out, torch.tensor([[0.0, 0.7, 0.3], [0.0, 0.2, 0.8]]))
     assert string_accuracy(out, ["left", "no", "yes"], ["no", "left"]) == 0.5
+
+
+def test_simulator_starts_from_independent_clients_fused_as_round_zero(make_sim, initial_adapter):
+    """sim.independent_epochs: round 0 = each client's own adapter trained alone, fused once
+    through the round layer (FedAvg here: the example-weighted mean of those adapters), then the
+    ordinary rounds; round 0 is recorded with its evaluation and the run still ends at round R."""
+    sim = make_sim("fedavg", rounds=1, independent_epochs=1)
+    state0 = sim.initial_state()
+    assert state0.round == 0 and [h["round"] for h in state0.history] == [0]
+    rec = state0.history[0]
+    assert rec["skipped"] is None and set(rec["eval"]) == {c.name for c in sim.clients}
+    adapters = [state0.clients[c.name].adapter for c in sim.clients]
+    key = next(k for k in initial_adapter if k.endswith("down.weight"))
+    assert not torch.equal(adapters[0][key], adapters[1][key])  # own seeds, no shared init
+    n = torch.tensor([float(len(c.train)) for c in sim.clients], dtype=torch.float64)
+    want = sum(w * a[key].double() for w, a in zip(n / n.sum(), adapters, strict=True))
+    assert torch.allclose(state0.server.adapter[key].double(), want, atol=1e-6)
+    final = sim.run(state0)
+    assert [h["round"] for h in final.history] == [0, 1]
+
+
+def test_independent_start_is_refused_where_it_cannot_run():
+    from fedpia.experiments import get_preset
+
+    cfg = get_preset("demo").with_overrides(["sim.independent_epochs=2", "engine=flower"])
+    with pytest.raises(ValueError, match="in-process only"):
+        cfg.validate()
+    cfg = get_preset("demo").with_overrides(["sim.independent_epochs=2", "model.peft=bias"])
+    with pytest.raises(ValueError, match="hidden units"):
+        cfg.validate()
+    with pytest.raises(ValueError, match="independent_epochs"):
+        get_preset("demo").with_overrides(["sim.independent_epochs=-1"])

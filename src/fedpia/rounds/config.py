@@ -27,6 +27,7 @@ from fedpia.typecheck import build_dataclass
 ENGINES = ("inprocess", "flower")
 FAILURE_POLICIES = ("skip", "raise")
 NORM_BOUNDS = ("clip", "reject", "off")
+INDEPENDENT_PEFT = ("houlsby", "parallel", "compacter", "lora")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,10 @@ class SimConfig:
     updates survive screening, or aggregation raises; ``on_failure`` then either keeps the
     previous global state and records the round as skipped (``"skip"``, default) or stops the
     run with :class:`fedpia.rounds.RoundFailed` (``"raise"``). ``faults``: injected upload
-    corruptions (:mod:`fedpia.rounds.faults`).
+    corruptions (:mod:`fedpia.rounds.faults`). ``independent_epochs`` = E > 0: hospitals that
+    fine-tuned their own adapters before federating — every client starts from an adapter
+    initialised with its own seed, trained E local epochs alone, and the server fuses them once
+    before round 1 (recorded as round 0; :mod:`fedpia.rounds.independent`; in-process only).
     """
 
     rounds: int = 30
@@ -51,8 +55,11 @@ class SimConfig:
     eval_global: bool = True
     on_failure: str = "skip"
     faults: tuple[dict[str, Any], ...] = ()
+    independent_epochs: int = 0
 
     def __post_init__(self) -> None:
+        if self.independent_epochs < 0:
+            raise ValueError(f"sim.independent_epochs must be >= 0, got {self.independent_epochs}")
         if self.rounds < 1:
             raise ValueError(f"sim.rounds must be >= 1, got {self.rounds}")
         if not 0.0 < self.fraction_fit <= 1.0:
@@ -163,6 +170,13 @@ class ExperimentConfig:
         if self.engine == "flower" and self.sim.share_heads:
             raise ValueError("sim.share_heads=True is not supported by the Flower engine (heads "
                              "stay on the clients); use the in-process engine")
+        if self.sim.independent_epochs:
+            if self.engine == "flower":
+                raise ValueError("sim.independent_epochs > 0 (independently initialised clients) "
+                                 "runs in-process only; use the in-process engine")
+            if self.model_config().peft not in INDEPENDENT_PEFT:
+                raise ValueError(f"sim.independent_epochs > 0 needs an adapter with hidden units "
+                                 f"(model.peft in {list(INDEPENDENT_PEFT)})")
         if self.strategy == "centralized":  # pooled-data upper bound, not a federated strategy
             if self.strategy_options or self.engine != "inprocess":
                 raise ValueError("strategy 'centralized' takes no options and runs in-process only")

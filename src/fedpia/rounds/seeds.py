@@ -16,6 +16,7 @@ collide), and a run resumed from a checkpoint or replayed on Flower draws the sa
 | ``probe`` | round, client | the activation-probe samples of client-side PIA |
 | ``head`` | client | the client's task-head initialisation |
 | ``server`` | round | the server hook's ``RoundContext.seed`` |
+| ``independent`` | client (, 1) | independently initialised client adapters and their training before round 1 (``sim.independent_epochs``) |
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import zlib
 
 import numpy as np
 
-STREAMS = ("sample", "failure", "client", "second", "probe", "head", "server")
+STREAMS = ("sample", "failure", "client", "second", "probe", "head", "server", "independent")
 _IDS = {name: zlib.crc32(name.encode()) for name in STREAMS}
 
 

@@ -118,8 +118,36 @@ class Simulator:
 
     # ---------------------------------------------------------------- state
     def initial_state(self) -> SimState:
+        """Every client from the common initial adapter; with ``sim.independent_epochs`` > 0,
+        from independently initialised, locally trained adapters fused once as round 0."""
+        server = self.strategy.server_init(self.initial_adapter)
+        if self.sim.independent_epochs:
+            return self._independent_start(server)
         clients = {c.name: initial_client_state(c) for c in self.clients}
-        return SimState(server=self.strategy.server_init(self.initial_adapter), clients=clients)
+        return SimState(server=server, clients=clients)
+
+    def _independent_start(self, server: ServerState) -> SimState:
+        """Round 0 (:mod:`fedpia.rounds.independent`): each client's own adapter trained alone,
+        then one fusion through ``server_step``; recorded (with evaluation) as round 0."""
+        from fedpia.rounds.independent import independent_clients, round_zero
+
+        t0 = time.perf_counter()
+        self.on_event("round_start", {"round": 0, "clients": [c.name for c in self.clients]})
+        clients = independent_clients(self.model.cfg, self.clients, epochs=self.sim.independent_epochs,
+                                      train=self.train_cfg, seed=self.sim.seed)
+        outcome = round_zero(self.rules, server, clients, self.clients)
+        record = outcome.record
+        record["eval"] = self.evaluate(outcome.server, clients)
+        record["round_time"] = time.perf_counter() - t0
+        self.on_event("round_end", record)
+        state = SimState(server=outcome.server, clients=clients, round=0, history=[record])
+        self._checkpoint(state)
+        return state
+
+    def _checkpoint(self, state: SimState) -> None:
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir, server=state.server, clients=state.clients,
+                            round_=state.round, meta={"history": state.history})
 
     def resume_state(self) -> SimState:
         if self.checkpoint_dir is None:
@@ -134,14 +162,7 @@ class Simulator:
         state = state or self.initial_state()
         while state.round < self.sim.rounds:
             state = self.run_round(state)
-            if self.checkpoint_dir is not None:
-                save_checkpoint(
-                    self.checkpoint_dir,
-                    server=state.server,
-                    clients=state.clients,
-                    round_=state.round,
-                    meta={"history": state.history},
-                )
+            self._checkpoint(state)
         return state
 
     def run_round(self, state: SimState) -> SimState:

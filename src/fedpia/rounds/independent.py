@@ -7,10 +7,13 @@ epochs on its local data alone (with its own head), and only then joins the fede
 is the regime where permutation symmetry actually separates FedAvg from an aligned fusion: with
 a shared initialisation the units of all clients stay in correspondence.
 
-Engine-neutral: :func:`independent_clients` (or :func:`independent_client` on one node) returns
-the clients' states; the round layer starts the run from them and aggregates their adapters
-once before round 1 ("round 0", the one-shot fusion: ``strategy.aggregate(server, uploads)``).
-:func:`independent_adapter` alone gives one client's initial adapter.
+Round layer: with ``sim.independent_epochs = E > 0`` the run starts from
+:func:`independent_clients` and :func:`round_zero` fuses their adapters once before round 1
+("round 0", the one-shot fusion) through :func:`fedpia.rounds.server_step` — the same
+screening, bounded influence and aggregation as every round — and records it as round 0.
+:func:`independent_adapter` alone gives one client's initial adapter. Seeds come from the named
+stream ``"independent"`` (:mod:`fedpia.rounds.seeds`): client k's initialisation is
+``seed_for(seed, "independent", k)`` and its batch order ``seed_for(seed, "independent", k, 1)``.
 """
 
 from __future__ import annotations
@@ -21,21 +24,22 @@ from collections.abc import Sequence
 
 import torch
 
-from fedpia.client.runtime import ClientRuntime, derive_seed
+from fedpia.client.runtime import ClientRuntime
 from fedpia.client.train import TrainConfig, train_local
-from fedpia.strategies.base import ClientState, ClientUpdate, State
-
-_STREAM = 31  # seed stream of the independent initialisations
+from fedpia.rounds.seeds import seed_for
+from fedpia.strategies.base import ClientState, ClientUpdate, ServerState, State
 
 
 def _check_peft(model_cfg) -> None:
-    if model_cfg.peft not in ("houlsby", "parallel", "compacter", "lora"):
+    from fedpia.rounds.config import INDEPENDENT_PEFT
+
+    if model_cfg.peft not in INDEPENDENT_PEFT:
         raise ValueError(f"independent initialisation needs an adapter with hidden units "
                          f"(houlsby, parallel, compacter, lora), got peft={model_cfg.peft!r}")
 
 
 def independent_adapter(model_cfg, k: int, *, seed: int) -> State:
-    """Client ``k``'s adapter from the PEFT initialisation with seed ``derive_seed(seed, k, 31)``.
+    """Client ``k``'s adapter from the PEFT initialisation seeded ``seed_for(seed, "independent", k)``.
 
     It is the trainable state of ``build_model(model_cfg with that seed)``: same keys and shapes
     as the shared model's adapter, an independent draw (its backbone is discarded; with
@@ -46,7 +50,7 @@ def independent_adapter(model_cfg, k: int, *, seed: int) -> State:
     from fedpia.models import build_model
 
     _check_peft(model_cfg)
-    cfg = dataclasses.replace(model_cfg, seed=derive_seed(seed, k, _STREAM) % (2**31))
+    cfg = dataclasses.replace(model_cfg, seed=seed_for(seed, "independent", k) % (2**31))
     return {key: v.detach().clone() for key, v in build_model(cfg).trainable_state().items()}
 
 
@@ -75,7 +79,7 @@ def independent_client(
     ``rt.index``) trained ``epochs`` epochs alone from ``head``; ``rounds_trained`` stays 0."""
     adapter = independent_adapter(model_cfg, rt.index, seed=seed)
     trained, head = train_alone(rt, adapter, head, epochs=epochs, train=train,
-                                seed=derive_seed(seed, rt.index, _STREAM, 1))
+                                seed=seed_for(seed, "independent", rt.index, 1))
     return ClientState(adapter=trained, head=head)
 
 
@@ -93,6 +97,19 @@ def uploads(states: dict[str, ClientState], runtimes: Sequence[ClientRuntime]) -
     fusion ``strategy.aggregate(server, uploads(...), ctx)``."""
     return [ClientUpdate(client=rt.name, state=states[rt.name].adapter,
                          num_examples=len(rt.train)) for rt in runtimes]
+
+
+def round_zero(rules, server: ServerState, states: dict[str, ClientState],
+               runtimes: Sequence[ClientRuntime]):
+    """The one-shot fusion of the independently trained adapters ``states`` as round 0:
+    :func:`fedpia.rounds.server_step` over every client's upload (all clients chosen; the
+    global ``server.adapter`` is the common initial adapter the norm bound is measured from).
+    Returns its :class:`~fedpia.rounds.server.RoundOutcome` (the engine adds ``eval``)."""
+    from fedpia.rounds.server import server_step
+
+    return server_step(rules, server, 0, chosen=[(rt.index, rt.name) for rt in runtimes],
+                       updates=uploads(states, runtimes), failed={},
+                       payload={"adapter": server.adapter})
 
 
 def label_strings(rt: ClientRuntime, split) -> list[str]:
