@@ -3,7 +3,10 @@
 ``run_experiment(cfg, out_dir)`` assembles the run with :func:`fedpia.rounds.build_run` (the same
 assembly both engines use), drives the chosen engine (in-process simulator by default, Flower
 simulation on request), checkpoints every round under ``out_dir/checkpoints`` and writes
-``out_dir/results.json`` and ``out_dir/report.md``.
+``out_dir/results.json`` and ``out_dir/report.md``. ``results["status"]`` is ``"failed"`` when
+no round completed (:func:`fedpia.rounds.run_failure`; ``fedpia run`` then exits non-zero);
+``results["privacy"]`` is the privacy ledger's report after the last round (ε for δ; None
+without DP).
 """
 
 from __future__ import annotations
@@ -141,12 +144,18 @@ def run_experiment(
             else:
                 log.info("no checkpoint under %s: starting from round 1", ckpt)
         history = sim.run(state).history
+    from fedpia.rounds import run_failure
+
+    failure = run_failure(history)
     results = {
         "config": cfg.to_dict(),
         "provenance": provenance(),
         "data": {c.name: {"task": c.task, "train": len(c.train), "test": len(c.test)} for c in data.clients},
         "history": history,
         "summary": summarize(history, tasks),
+        "status": "completed" if failure is None else "failed",
+        "failure": failure,
+        "privacy": history[-1].get("privacy") if history else None,
         "elapsed": time.perf_counter() - t0,
     }
     _write_json(out / "results.json", results)
