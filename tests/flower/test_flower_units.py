@@ -98,9 +98,17 @@ def _wrapper(policy: str = "raise", min_clients: int = 1) -> FlowerStrategy:
     sim = SimConfig(rounds=2, min_clients=min_clients, on_failure=policy)
     rules = RoundRules.make(build_strategy("fedavg"), sim=sim, train=TrainConfig(), num_clients=3,
                             initial_adapter=_state(0))
-    s = FlowerStrategy(rules, initial_adapter=_state(0))
-    s.nodes = [NodeInfo(10 + i, f"c{i}", i, "vqa", 10) for i in range(3)]
-    return s
+    return FlowerStrategy(rules, initial_adapter=_state(0), directory=_Fixed(3))
+
+
+class _Fixed:
+    """Node 10 + i serves client c<i>."""
+
+    def __init__(self, n: int) -> None:
+        self.names = [f"c{i}" for i in range(n)]
+
+    def nodes(self, grid):
+        return {i: NodeInfo(10 + i, name, i) for i, name in enumerate(self.names)}
 
 
 def _reply(node: int, state: dict | None, n: int = 10, name: str | None = None) -> Message:

@@ -128,7 +128,7 @@ def run_experiment(
     if cfg.engine == "flower":
         from fedpia.flower import run_flower_simulation
 
-        history = run_flower_simulation(cfg)
+        history = run_flower_simulation(cfg).history
     elif cfg.strategy == "centralized":
         from fedpia.sim.centralized import run_centralized
 

@@ -104,6 +104,7 @@ class Run:
     def __init__(self, config: ExperimentConfig) -> None:
         self.config = config
         self._runtimes: dict[int, ClientRuntime] = {}
+        self._sites: dict[tuple[str, str, int], ClientRuntime] = {}
         self._rules: dict[int, RoundRules] = {}
 
     @functools.cached_property
@@ -162,6 +163,19 @@ class Run:
             self._runtimes[index] = client_runtime(self.model, clients[index], index=index,
                                                    seed=self.config.sim.seed)
         return self._runtimes[index]
+
+    def site_runtime(self, site: Any, *, name: str, index: int) -> ClientRuntime:
+        """The runtime of client ``index`` named ``name`` from a site's OWN data
+        (:class:`fedpia.data.site.SiteSpec`; the run config's setting and ``data_root`` are not
+        read). Cached per (site, name, index)."""
+        from fedpia.data.site import load_site
+
+        key = (repr(site), name, index)
+        if key not in self._sites:
+            split = load_site(site, name=name, index=index, seed=self.config.sim.seed)
+            self._sites[key] = client_runtime(self.model, split, index=index,
+                                              seed=self.config.sim.seed)
+        return self._sites[key]
 
 
 def build_run(config: ExperimentConfig, *, data_root: str | None = None) -> Run:
