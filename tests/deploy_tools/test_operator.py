@@ -21,7 +21,9 @@ def files(tmp_path_factory):
 
 
 def test_listed_key_equals_the_bytes_flower_registers(files):
-    from flwr.cli.supernode.register import try_load_public_key  # what `flwr supernode register` sends
+    from flwr.cli.supernode.register import (
+        try_load_public_key,  # what `flwr supernode register` sends
+    )
 
     for name, (_, pub) in files.node_keys.items():
         assert public_key_pem(pub) == try_load_public_key(pub), name

@@ -53,6 +53,7 @@ class FakeGrid:
         flat = to_run_config(cfg)
         confs = node_configs or [{"partition-id": k} for k in range(n)]
         self.keys = {100 + k: key for k, key in enumerate(keys or [b""] * len(confs))}
+        self.sent: list[tuple[int, str]] = []  # (node id, message type) of every message
         self.contexts = {100 + k: Context(run_id=1, node_id=100 + k, node_config=conf,
                                           state=RecordDict(), run_config=flat)
                          for k, conf in enumerate(confs)}
@@ -70,6 +71,7 @@ class FakeGrid:
                     MessageType.EVALUATE: handle_evaluate}
         replies = []
         for msg in messages:
+            self.sent.append((msg.metadata.dst_node_id, msg.metadata.message_type))
             ctx = self.contexts[msg.metadata.dst_node_id]
             try:
                 replies.append(handlers[msg.metadata.message_type](msg, ctx))

@@ -209,3 +209,12 @@ def test_error_reason_reads_flowers_exception_format():
         "ClientFailure: injected fault: drop")
     assert error_reason("<class 'ValueError'>:<'x'>") == "ValueError: x"
     assert error_reason("boom") == "boom"
+
+
+def test_a_reply_is_its_nodes_client_whatever_name_it_claims():
+    s = _wrapper(policy="skip")
+    _configure(s)
+    s.aggregate_train(1, [_reply(10, _state(1), name="c2"), _reply(11, _state(2), name="c2"),
+                          _reply(12, _state(3))])
+    rec = s._round["record"]
+    assert list(rec["clients"]) == ["c0", "c1", "c2"] and rec["failed"] == {}

@@ -38,6 +38,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy as FlowerStrategyBase
 
+from fedpia.flower.nodes import NodeInfo, identity
 from fedpia.flower.records import (
     PAYLOAD,
     UPDATE_EXTRA,
@@ -47,7 +48,6 @@ from fedpia.flower.records import (
     states_from_recorddict,
     states_to_recorddict,
 )
-from fedpia.flower.nodes import NodeInfo, identity
 from fedpia.rounds import (
     RoundFailed,
     RoundRules,
