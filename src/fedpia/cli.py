@@ -1,6 +1,7 @@
-"""``fedpia`` command line: run, compare, demo, presets, data summary.
+"""``fedpia`` command line: run, compare, demo, list, data summary.
 
 Thin layer over :mod:`fedpia.experiments`; every command is also a plain Python function there.
+Help texts are plain text (no reStructuredText): ``fedpia --help`` prints them as written.
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+APP_HELP = (
+    "Federated fine-tuning of vision-language models with adapters (FedPIA and baselines).\n\n"
+    "Start with `fedpia demo`, list what is available with `fedpia list presets|strategies|backbones|peft`, "
+    "run one experiment with `fedpia run --preset NAME` and several with `fedpia compare`."
+)
 # show_locals off: a crash must not dump tensors (thousands of lines) into the terminal
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__,
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=APP_HELP,
                   pretty_exceptions_show_locals=False)
 data_app = typer.Typer(no_args_is_help=True, help="Inspect the data of a preset.")
 app.add_typer(data_app, name="data")
@@ -135,13 +142,13 @@ def _round_means(record: dict[str, Any]) -> str:
 def run(
     preset: Annotated[str | None, typer.Option(help="preset name (see `fedpia presets`)")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="override key=value (repeatable)")] = [],  # noqa: B006
+    set_: Annotated[list[str], typer.Option("--set", help="override a config field, e.g. sim.rounds=3 (repeatable)")] = [],  # noqa: B006
     data_root: Annotated[Path | None, typer.Option(help="folder with vqa_rad/, medmnist/, ...")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/run"),
     engine: Annotated[str | None, typer.Option(help="inprocess | flower")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in --out")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an earlier run in --out")] = False,
-    verbose: bool = False,
+    verbose: Annotated[bool, typer.Option(help="debug logs; tracebacks instead of short errors")] = False,
 ) -> None:
     """Run one experiment; writes OUT/results.json, OUT/report.md and checkpoints."""
     from fedpia.experiments import run_experiment
@@ -166,12 +173,12 @@ def compare(
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
     strategies: Annotated[str, typer.Option(help="comma-separated methods")] = "fedpia,fedavg",
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
-    set_: Annotated[list[str], typer.Option("--set", help="override key=value (repeatable)")] = [],  # noqa: B006
+    set_: Annotated[list[str], typer.Option("--set", help="override a config field, e.g. sim.rounds=3 (repeatable)")] = [],  # noqa: B006
     data_root: Annotated[Path | None, typer.Option(help="folder with vqa_rad/, medmnist/, ...")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/compare"),
     resume: Annotated[bool, typer.Option(help="continue runs from their checkpoints in --out")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace earlier runs in --out")] = False,
-    verbose: bool = False,
+    verbose: Annotated[bool, typer.Option(help="debug logs; tracebacks instead of short errors")] = False,
 ) -> None:
     """Run methods x seeds; writes OUT/summary.json, OUT/summary.md and plots."""
     from fedpia.experiments import run_compare
@@ -208,13 +215,45 @@ def demo(
 
 @app.command()
 def presets() -> None:
-    """List the presets."""
+    """List the presets with their setting and whether they need --data-root."""
     from fedpia.experiments import PRESETS
 
     table = Table("preset", "setting", "needs --data-root", "description")
     for p in PRESETS.values():
         table.add_row(p.name, p.config["setting"], "yes" if p.needs_data else "no", p.description)
     console.print(table)
+
+
+@app.command("list")
+def list_(
+    what: Annotated[str, typer.Argument(help="presets | strategies | backbones | peft")],
+) -> None:
+    """List what can be chosen: presets, strategies (and compare's method variants), backbones, PEFT methods."""
+    from fedpia.experiments.catalog import KINDS, catalog
+
+    if what not in KINDS:
+        _fail(f"fedpia list takes one of {', '.join(KINDS)}; got {what!r}")
+    header = {"presets": "preset", "strategies": "strategy", "backbones": "backbone", "peft": "PEFT method"}
+    table = Table(header[what], "description")
+    for name, description in catalog(what):
+        table.add_row(Text(name), Text(description))  # Text: "[CLS]" is not rich markup
+    console.print(table, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from fedpia import __version__
+
+        console.print(f"fedpia {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print the fedpia version and exit")] = False,
+) -> None:
+    """Federated fine-tuning of vision-language models with adapters."""
 
 
 @data_app.command("summary")

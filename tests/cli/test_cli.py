@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 from typer.testing import CliRunner
 
@@ -29,7 +30,7 @@ def test_run_writes_results_report_and_checkpoint(tmp_path):
     assert res.exit_code == 0, res.output
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["sim"]["rounds"] == 2 and len(results["history"]) == 2
-    assert results["provenance"]["versions"]["torch"].startswith("2.13")
+    assert results["provenance"]["versions"]["torch"] == metadata.version("torch")  # the torch installed
     assert set(results["summary"]["per_client"]) == {"client0-x-ray-vqa", "client1-ct-vqa"}
     assert results["summary"]["bytes_communicated"] > 0
     assert "| **mean** |" in (out / "report.md").read_text()

@@ -1,7 +1,7 @@
 """Task-head averaging among clients that share a task signature.
 
-FedPIA keeps every client's head local by default (answer pools / label sets differ by client,
-DESIGN.md). Option: clients whose task signature is equal (e.g. the same ordered answer pool)
+FedPIA keeps every client's head local by default (answer pools / label sets differ by client;
+docs/baselines.md, "shared heads"). Option: clients whose task signature is equal (e.g. the same ordered answer pool)
 share a head, i.e. receive the weighted FedAvg of their heads; others are left untouched.
 """
 

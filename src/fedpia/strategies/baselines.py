@@ -192,24 +192,32 @@ class _FedOpt(Strategy):
 @register_strategy("fedadam")
 @dataclass
 class FedAdam(_FedOpt):
+    """FedOpt with a server Adam step on the FedAvg pseudo-gradient."""
+
     kind = "adam"
 
 
 @register_strategy("fedyogi")
 @dataclass
 class FedYogi(_FedOpt):
+    """FedOpt with a server Yogi step (additive second-moment update)."""
+
     kind = "yogi"
 
 
 @register_strategy("fedadagrad")
 @dataclass
 class FedAdagrad(_FedOpt):
+    """FedOpt with a server Adagrad step (accumulated second moment)."""
+
     kind = "adagrad"
 
 
 @register_strategy("fedavgm")
 @dataclass
 class FedAvgM(_FedOpt):
+    """FedAvg with server momentum (FedOpt, SGD with momentum beta1, server_lr 1.0)."""
+
     server_lr: float = 1.0
     kind = "avgm"
 

@@ -40,7 +40,10 @@ _CHOICES = {
 @register_strategy("fedpia")
 @dataclass
 class FedPIA(Strategy):
-    """FedPIA with every knob of the paper's recipe and ablations (see DESIGN.md)."""
+    """FedPIA: align and integrate adapters on the server and the clients (paper recipe + ablations).
+
+    The recipe, defaults and options: docs/align.md (server and client steps).
+    """
 
     server_pia: bool = True
     client_pia: bool = True
