@@ -74,13 +74,11 @@ def server_strategy(run: Run, operator: OperatorConfig | None = None) -> FlowerS
 def write_results(out: Path, strategy: FlowerStrategy, cfg: ExperimentConfig, *, run_id: int,
                   failure: str | None) -> Path:
     """``out/results.json`` and ``out/global_adapter.safetensors``; returns the JSON path."""
-    from fedpia.experiments.runner import provenance
     from fedpia.models import save_trainable_state
 
     out.mkdir(parents=True, exist_ok=True)
     history = strategy.history
-    results = {"run_id": run_id, "config": cfg.to_dict(), "provenance": provenance(),
-               "clients": list(strategy.names), "history": history,
+    results = {"run_id": run_id, "config": cfg.to_dict(), "clients": list(strategy.names), "history": history,
                "status": "failed" if failure else "completed", "failure": failure,
                "privacy": history[-1].get("privacy") if history else None,
                "adapter_keys": list(strategy.server.adapter)}  # safetensors sorts its keys
