@@ -125,10 +125,9 @@ def run_experiment(
             (out / name).unlink(missing_ok=True)
     _write_json(out / "config.json", cfg.to_dict())
     tasks = {c.name: c.task for c in data.clients}
+    flower_failure = None
     if cfg.engine == "flower":
-        from fedpia.flower import run_flower_simulation
-
-        history = run_flower_simulation(cfg).history
+        history, flower_failure = _flower_history(cfg)
     elif cfg.strategy == "centralized":
         from fedpia.sim.centralized import run_centralized
 
@@ -146,7 +145,7 @@ def run_experiment(
         history = sim.run(state).history
     from fedpia.rounds import run_failure
 
-    failure = run_failure(history)
+    failure = flower_failure or run_failure(history)
     results = {
         "config": cfg.to_dict(),
         "provenance": provenance(),
@@ -163,6 +162,19 @@ def run_experiment(
 
     (out / "report.md").write_text(experiment_report(results))
     return results
+
+
+def _flower_history(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], str | None]:
+    """(round records, failure) of a Flower simulation; a failed run whose ServerApp wrote its
+    results gives those with the ServerApp's reason, one that wrote none raises."""
+    from fedpia.flower import FlowerRunFailed, run_flower_simulation
+
+    try:
+        return run_flower_simulation(cfg).history, None
+    except FlowerRunFailed as exc:
+        if exc.result is None:
+            raise
+        return exc.result.history, exc.result.results.get("failure") or str(exc)
 
 
 _RESUME_FREE = ("data_root",)  # may differ on resume (the data moved); everything else may not

@@ -16,7 +16,9 @@ Flower 1.42 deprecates ``flwr.simulation.run_simulation``; its replacement is ``
 5. reads ``results.json`` and the final global adapter back.
 
 A run Flower reports as failed (the ServerApp raised: every round skipped, a refused config)
-raises :class:`fedpia.flower.submit.FlowerRunFailed` with the ServerApp's reason.
+raises :class:`fedpia.flower.submit.FlowerRunFailed` with the ServerApp's reason; its
+``result`` is the :class:`FlowerResult` the ServerApp wrote before raising (None if it wrote
+none).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def run_flower_simulation(config: Any, *, num_supernodes: int | None = None,
     runtime (module docstring). ``num_supernodes`` must equal the setting's clients;
     ``num_cpus``: Ray's CPUs (default: the core count; one per client actor)."""
     from fedpia.flower.server_app import check_flower_config
-    from fedpia.flower.submit import flwr_executable, run_and_wait
+    from fedpia.flower.submit import FlowerRunFailed, flwr_executable, run_and_wait
     from fedpia.rounds import build_run
 
     check_flower_config(config)
@@ -116,8 +118,14 @@ def run_flower_simulation(config: Any, *, num_supernodes: int | None = None,
            f"init-args-num-cpus={num_cpus or os.cpu_count() or 1} init-args-num-gpus=0")
     with running(superlink, log=work / "superlink.log", port=port, env=env), \
             open(work / "run.log", "w") as stream:
-        run_id = run_and_wait(app, CONNECTION, federation_config=fed, env=env, stream=stream,
-                              timeout=timeout)
+        try:
+            run_id = run_and_wait(app, CONNECTION, federation_config=fed, env=env, stream=stream,
+                                  timeout=timeout)
+        except FlowerRunFailed as exc:  # the ServerApp may have written its failed results
+            folder = work / "out" / str(exc.run_id)
+            if exc.run_id is not None and (folder / "results.json").is_file():
+                exc.result = read_result(folder, exc.run_id)
+            raise
     return read_result(work / "out" / str(run_id), run_id)
 
 

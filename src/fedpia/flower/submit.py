@@ -37,6 +37,7 @@ class FlowerRunFailed(RuntimeError):
                  details: str = "") -> None:
         super().__init__(message)
         self.run_id, self.status, self.details = run_id, status, details
+        self.result: object | None = None  # what the ServerApp wrote, when the caller reads it
 
 
 def flwr_executable() -> str:
