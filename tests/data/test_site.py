@@ -86,3 +86,10 @@ def test_hf_site_reads_a_local_datasets_folder(tmp_path, monkeypatch):
                      index=0, seed=0)
     assert site.task == "vqa" and len(site.test) == 3 and len(site.train) + len(site.val) == 6
     assert {s.target for s in site.train + site.val} <= {"yes", "no"}
+    # a save_to_disk folder of ONE Dataset (a "train" split only): test and val are carved
+    rows = {"image": [{"bytes": img.getvalue(), "path": None}] * 10,
+            "question": [f"q{i}?" for i in range(10)], "answer": ["yes", "no"] * 5}
+    Dataset.from_dict(rows, features=feats).save_to_disk(str(tmp_path / "saved"))
+    saved = load_site(parse_site({"data-format": "hf", "data-path": str(tmp_path / "saved"),
+                                  "data-test-fraction": 0.3}), name="h", index=0, seed=0)
+    assert saved.sizes()["test"] == 3 and sum(saved.sizes().values()) == 10

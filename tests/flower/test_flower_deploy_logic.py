@@ -70,6 +70,8 @@ def test_deployment_refuses_run_config_data_paths_and_size_mismatch(tmp_path):
         check_flower_config(tiny_config().with_overrides(["data_root='/hospital/data'"]), op)
     with pytest.raises(ValueError, match="flower.num_clients=3 but the server operator lists 2"):
         check_flower_config(tiny_config().with_overrides(["flower.num_clients=3"]), op)
+    with pytest.raises(ValueError, match="sim.min_clients=3 but the server operator lists 2"):
+        check_flower_config(tiny_config().with_overrides(["sim.min_clients=3"]), op)
     check_flower_config(tiny_config().with_overrides(["data_root='/x'"]),
                         OperatorConfig(tmp_path))  # simulation: partitions of a preset
 

@@ -11,7 +11,7 @@ format (Flower node config, ``--node-config 'data-format="vqa_rad" data-path="/d
 | ``slake`` | :func:`~fedpia.data.load_slake` (``data-language``) | vqa | official (+ official val) |
 | ``medmnist:<flag>`` | :func:`~fedpia.data.load_medmnist` (``data-task``, ``data-size``) | vqa / multiclass / multilabel | official (+ official val) |
 | ``covid`` | :func:`~fedpia.data.load_covid_cxr` | multilabel | carved by patient |
-| ``hf`` | :func:`~fedpia.data.load_hf` on ``datasets.load_dataset(data-path)`` (a local folder of data files; ``data-train-split``, ``data-test-split``) | vqa | the named split |
+| ``hf`` | :func:`~fedpia.data.load_hf` on a ``save_to_disk`` folder or a local folder of data files ``datasets.load_dataset`` reads (``data-task``, ``data-train-split``, ``data-test-split``) | vqa / multiclass / multilabel | the named splits (val: a ``val`` / ``validation`` split), else carved |
 | ``synthetic:<modality>`` | :func:`~fedpia.data.generate` (demos and tests; ``data-task``, ``data-n-train`` ...) | any | generated |
 
 Common keys: ``data-max-train`` / ``data-max-val`` / ``data-max-test`` (deterministic caps),
@@ -151,9 +151,9 @@ def _covid(spec: SiteSpec, **_: Any) -> dict[str, Any]:
 def _hf(spec: SiteSpec, **_: Any) -> dict[str, Any]:
     from fedpia.data.hf import load_hf
 
-    path = str(spec.path)
-    return {"train": tuple(load_hf(path, split=spec.option("train-split"))),
-            "test": tuple(load_hf(path, split=spec.option("test-split")))}
+    ds = load_hf(str(spec.path), task=spec.option("task") or "vqa")  # every split of the folder
+    return {"train": ds.split(spec.option("train-split")), "val": ds.split("val") or None,
+            "test": ds.split(spec.option("test-split")) or None}
 
 
 def _synthetic(spec: SiteSpec, *, seed: int, index: int) -> dict[str, Any]:

@@ -54,6 +54,9 @@ def check_flower_config(cfg: ExperimentConfig, operator: OperatorConfig | None =
     if cfg.flower.num_clients not in (0, n):
         raise ValueError(f"flower.num_clients={cfg.flower.num_clients} but the server operator "
                          f"lists {n} clients")
+    if cfg.sim.min_clients > n:
+        raise ValueError(f"sim.min_clients={cfg.sim.min_clients} but the server operator lists "
+                         f"{n} clients: no round could succeed")
 
 
 def server_strategy(run: Run, operator: OperatorConfig | None = None) -> FlowerStrategy:

@@ -178,14 +178,9 @@ def server_step(
                      f"{len(updates)}, need sim.min_clients={sim.min_clients}"
                      + (f" (rejected: {details})" if details else ""),
                      account(ledger, uploaded=uploaded, released=False))
-    ctx = RoundContext(round=round_, num_rounds=sim.rounds, seed=seed_for(sim.seed, "server", round_),
-                       num_clients=rules.num_clients)
     t0 = time.perf_counter()
     try:
-        if rules.dp.mode == "central":
-            new, diag = central_aggregate(rules, server, kept, round_, secret=noise_secret)
-        else:
-            new, diag = rules.strategy.aggregate(server, kept, ctx)
+        new, diag = aggregate(rules, server, kept, round_, noise_secret=noise_secret)
     except Exception as exc:  # a failing rule must not take the run down (policy decides)
         return _fail(rules, server, record, f"aggregation failed: {type(exc).__name__}: {exc}",
                      account(ledger, uploaded=uploaded, released=False))
@@ -193,6 +188,18 @@ def server_step(
     ledger = account(ledger, uploaded=uploaded, released=True)
     record["privacy"] = ledger.report() if ledger is not None else None
     return RoundOutcome(new, record, [u.client for u in kept], ledger)
+
+
+def aggregate(rules: RoundRules, server: ServerState, kept: Sequence[ClientUpdate], round_: int,
+              *, noise_secret: bytes | None) -> tuple[ServerState, dict[str, Any]]:
+    """``strategy.aggregate`` of the kept uploads, or with ``dp.mode="central"`` the clipped,
+    noised mean (:func:`fedpia.rounds.privacy.central_aggregate`)."""
+    if rules.dp.mode == "central":
+        return central_aggregate(rules, server, list(kept), round_, secret=noise_secret)
+    sim = rules.sim
+    ctx = RoundContext(round=round_, num_rounds=sim.rounds, seed=seed_for(sim.seed, "server", round_),
+                       num_clients=rules.num_clients)
+    return rules.strategy.aggregate(server, list(kept), ctx)
 
 
 def _fail(rules: RoundRules, server: ServerState, record: dict[str, Any], reason: str,
