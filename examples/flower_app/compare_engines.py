@@ -39,9 +39,9 @@ def main() -> None:
     state = Simulator.from_run(build_run(cfg)).run()
     t_inproc = time.perf_counter() - t0
     t0 = time.perf_counter()
-    _, strategy = run_flower_simulation(cfg, return_strategy=True)
+    res = run_flower_simulation(cfg)  # flwr run on a private --simulation SuperLink
     t_flower = time.perf_counter() - t0
-    same = all(torch.equal(state.server.adapter[k], v) for k, v in strategy.server.adapter.items())
+    same = all(torch.equal(state.server.adapter[k], v) for k, v in res.server.adapter.items())
     print(f"in-process: {t_inproc:.1f} s   flower+ray: {t_flower:.1f} s   identical global: {same}")
 
 

@@ -5,9 +5,12 @@
 
 Writes into OUT_DIR: ca.crt/ca.key, server.pem/server.key (SAN 127.0.0.1, localhost, ::1 and
 every --host), nodes/<name>/supernode.{key,pub}, flwr-config.toml (the flwr connection
-``fedpia-tls`` with the ABSOLUTE CA path) and commands.sh (every command, in order; also printed).
-Node k gets ``--node-config "partition-id=k num-partitions=N"`` (the current ClientApp's
-contract). Refuses an OUT_DIR that already holds a CA unless --overwrite.
+``fedpia-tls`` with the ABSOLUTE CA path), server.toml (the server operator's config,
+``FEDPIA_SERVER_CONFIG``: results under OUT_DIR/runs/<run id>/, node k = the k-th --nodes name,
+identified by its public key) and commands.sh (every command, in order; also printed). Each
+SuperNode's --node-config names demo data (``data-format="synthetic:<modality>"``): a hospital
+replaces it with its own folder (``data-format="vqa_rad" data-path="/data/vqa_rad"``, ...).
+Refuses an OUT_DIR that already holds a CA unless --overwrite.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import logging
 from pathlib import Path
 
 from fedpia.deploy import deployment_script, flwr_config_toml, write_deployment_keys
+from fedpia.deploy.operator import operator_toml
 
 APP = Path(__file__).resolve().parent
+DEMO = ("x-ray", "ct", "fundus", "mri", "ultrasound")  # modalities of the demo site data
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -38,9 +43,11 @@ def main(argv: list[str] | None = None) -> str:
     files = write_deployment_keys(args.out, nodes=nodes, hosts=[host, *args.host],
                                   days=args.days, overwrite=args.overwrite)
     (files.root / "flwr-config.toml").write_text(flwr_config_toml(files, address=args.address))
-    confs = {n: f"partition-id={k} num-partitions={len(nodes)}" for k, n in enumerate(nodes)}
+    (files.root / "server.toml").write_text(
+        operator_toml(files.root / "runs", {n: files.node_keys[n][1] for n in nodes}))
+    confs = {n: f'data-format="synthetic:{DEMO[k % len(DEMO)]}"' for k, n in enumerate(nodes)}
     script = deployment_script(files, address=args.address, bind_host=args.bind_host, app=APP,
-                               node_configs=confs)
+                               node_configs=confs, operator_config=files.root / "server.toml")
     (files.root / "commands.sh").write_text(script)
     print(script, end="")
     return script

@@ -162,6 +162,9 @@ def run(
         _user_error(exc, verbose)
     _print_table((out / "report.md").read_text())
     console.print(f"results: {out / 'results.json'}  (elapsed {results['elapsed']:.1f} s)")
+    if results.get("status") == "failed":  # every round skipped: results kept, exit code 1
+        console.print(f"[bold red]run failed:[/] {results['failure']}", highlight=False)
+        raise typer.Exit(code=1)
 
 
 @app.command()

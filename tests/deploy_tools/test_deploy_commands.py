@@ -82,4 +82,5 @@ def test_script_has_one_register_and_one_supernode_per_node(files):
                                                              "h1": "partition-id=1"})
     assert text.count("flwr supernode register") == 2
     assert text.count("flower-supernode ") == 2 and "--port 9095" in text
-    assert f"flwr run /app {CONNECTION} --stream" in text
+    assert f"python -m fedpia.flower.submit /app {CONNECTION}" in text
+    assert f"export FEDPIA_SERVER_CONFIG={files.root / 'server.toml'}" in text

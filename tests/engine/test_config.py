@@ -31,9 +31,11 @@ def test_run_config_roundtrip_and_errors():
         "strategy_options": {"gamma": 2.0},
         "sim": {"rounds": 3, "seed": 7, "faults": [{"client": "ct", "round": 2, "kind": "nan"}]},
         "robust": {"max_abs": float("inf"), "norm_bound": "reject"},
+        "dp": {"mode": "local", "clip": 0.5, "target_epsilon": 4.0},
         "flower": {"num_clients": 2},
     })
     flat = to_run_config(cfg)
+    assert flat["dp.mode"] == "local" and flat["dp.target_epsilon"] == 4.0
     assert flat["sim.rounds"] == 3 and flat["strategy_options.gamma"] == 2.0
     assert flat["flower.num_clients"] == 2 and flat["robust.norm_bound"] == "reject"
     assert flat["setting_options.modalities"] == '["x-ray", "ct"]'
@@ -45,7 +47,10 @@ def test_run_config_roundtrip_and_errors():
     back = from_run_config(flat)
     assert back == cfg
     assert back.model_config().seed == 7 and back.sim.fault_specs()[0].client == "ct"
-    assert from_run_config({"flower.output_dir": ""}).flower.output_dir is None  # Flower-app ""
+    assert from_run_config({"data_root": ""}).data_root is None  # Flower-app ""
+    # where the ServerApp writes is the server operator's decision, never the run config's
+    with pytest.raises(ValueError, match="flower.output_dir.*operator"):
+        from_run_config({**flat, "flower.output_dir": "/tmp/x"})
     with pytest.raises(ValueError, match="'bogus'"):
         from_run_config({**flat, "bogus": 1})
     with pytest.raises(ValueError, match=r"unknown field\(s\) \[.roundz.\]"):

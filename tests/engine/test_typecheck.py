@@ -67,7 +67,7 @@ def test_config_overrides_keep_text_and_flower_run_config_is_checked():
     cfg = get_preset("demo")
     assert cfg.with_overrides(["name=42"]).name == "42"
     assert cfg.with_overrides(["data_root=none"]).data_root is None
-    assert cfg.with_overrides(["flower.output_dir=7"]).flower.output_dir == "7"
+    assert cfg.with_overrides(["data_root=7"]).data_root == "7"
     for bad, needle in ((["sim=5"], "sim must be a table/mapping"), (["train.lr=nan"], "train.lr")):
         with pytest.raises(ValueError, match=needle):
             cfg.with_overrides(bad)

@@ -1,6 +1,6 @@
-"""Fixtures of the Flower tests: ONE real Flower + Ray simulation (Ray start-up is the slow
-part, ~5-20 s) shared by every assertion that needs it; a fake task identity (helpers live in
-flower_helpers.py)."""
+"""Fixtures of the Flower tests: ONE real Flower + Ray simulation (``flwr run`` on a private
+``--simulation`` SuperLink; SuperLink, Ray and actor start-up are the slow part) shared by every
+assertion that needs it; a fake task identity (helpers live in flower_helpers.py)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def ray_run():
     from fedpia.flower import run_flower_simulation
 
     cfg = tiny_config("fedpia", faults=[{"client": 1, "round": 1, "kind": "nan"}])
-    history, strategy = run_flower_simulation(cfg, return_strategy=True)
-    return {"cfg": cfg, "flower": (history, strategy), "inprocess": run_inprocess(cfg)}
+    res = run_flower_simulation(cfg)  # flwr run on a private --simulation SuperLink
+    return {"cfg": cfg, "flower": (res.history, res), "inprocess": run_inprocess(cfg)}
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,8 @@ that drives the ServerApp's strategy and the ClientApp's handlers in this proces
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 from flwr.app import Context, Error, Message, MessageType, RecordDict
 
@@ -41,18 +43,26 @@ def run_inprocess(cfg: ExperimentConfig, *, rounds: int | None = None, threads: 
 
 
 class FakeGrid:
-    """A Flower Grid whose nodes are ClientApp handlers called in this process: node k serves
-    partition k with its own Context (node-local ``state``; ``run_config`` = the flat config,
-    parsed by the handlers as a real SuperNode does). An exception becomes an error reply with
-    Flower's reason format, as a real ClientApp's would."""
+    """A Flower Grid whose nodes are ClientApp handlers called in this process: node 100 + k
+    has node config ``node_configs[k]`` (default: partition k) and its own Context (node-local
+    ``state``; ``run_config`` = the flat config, parsed by the handlers as a real SuperNode
+    does) and, for ``get_nodes``, the public key ``keys[k]``. An exception becomes an error
+    reply with Flower's reason format, as a real ClientApp's would."""
 
-    def __init__(self, cfg: ExperimentConfig, n: int) -> None:
+    def __init__(self, cfg: ExperimentConfig, n: int, *, node_configs=None, keys=None) -> None:
         flat = to_run_config(cfg)
-        self.contexts = {100 + k: Context(run_id=1, node_id=100 + k, node_config={"partition-id": k},
-                                          state=RecordDict(), run_config=flat) for k in range(n)}
+        confs = node_configs or [{"partition-id": k} for k in range(n)]
+        self.keys = {100 + k: key for k, key in enumerate(keys or [b""] * len(confs))}
+        self.sent: list[tuple[int, str]] = []  # (node id, message type) of every message
+        self.contexts = {100 + k: Context(run_id=1, node_id=100 + k, node_config=conf,
+                                          state=RecordDict(), run_config=flat)
+                         for k, conf in enumerate(confs)}
 
     def get_node_ids(self):
         return list(self.contexts)
+
+    def get_nodes(self):
+        return [SimpleNamespace(node_id=i, public_key=self.keys[i]) for i in self.contexts]
 
     def send_and_receive(self, messages, *, timeout=None):
         from fedpia.flower.client_app import handle_evaluate, handle_query, handle_train
@@ -61,6 +71,7 @@ class FakeGrid:
                     MessageType.EVALUATE: handle_evaluate}
         replies = []
         for msg in messages:
+            self.sent.append((msg.metadata.dst_node_id, msg.metadata.message_type))
             ctx = self.contexts[msg.metadata.dst_node_id]
             try:
                 replies.append(handlers[msg.metadata.message_type](msg, ctx))
@@ -70,14 +81,15 @@ class FakeGrid:
         return replies
 
 
-def run_fake_flower(cfg: ExperimentConfig, *, rounds: int | None = None):
+def run_fake_flower(cfg: ExperimentConfig, *, rounds: int | None = None, operator=None,
+                    grid: FakeGrid | None = None):
     """The ServerApp's strategy on a FakeGrid (Flower's own ``Strategy.start`` loop)."""
     from fedpia.flower.records import state_to_record
     from fedpia.flower.server_app import server_strategy
 
     run = build_run(cfg)
-    strategy = server_strategy(run)
-    grid = FakeGrid(cfg, strategy.num_clients)
+    strategy = server_strategy(run, operator)
+    grid = grid or FakeGrid(cfg, strategy.num_clients)
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

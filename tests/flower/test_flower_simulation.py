@@ -5,6 +5,7 @@ rejects the corrupted upload without failing the round."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
@@ -70,3 +71,38 @@ def test_without_client_pia_round_2_differs(ray_run):
     assert other.history[0]["eval"] == ref.history[0]["eval"]  # round 1: client PIA is a no-op
     assert any(not torch.equal(other.server.adapter[k], ref.server.adapter[k])
                for k in ref.server.adapter)
+
+
+def test_fedpia_run_engine_flower_exits_1_when_every_round_is_skipped(tmp_path):
+    """Every client drops out in the only round: the ServerApp writes its results with status
+    "failed" and raises, Flower marks the run finished:failed, ``fedpia run`` writes
+    results.json and exits 1 (as the in-process engine does)."""
+    from typer.testing import CliRunner
+
+    from fedpia.cli import app
+
+    (tmp_path / "dead.toml").write_text("""
+setting = "synthetic"
+strategy = "fedavg"
+[setting_options]
+modalities = ["x-ray", "ct"]
+n_train = 8
+n_val = 2
+n_test = 4
+[model]
+backbone = "vilt"
+peft = "houlsby"
+adapter_width = 8
+[sim]
+rounds = 1
+faults = [{client = 0, round = 1, kind = "drop"}, {client = 1, round = 1, kind = "drop"}]
+[train]
+local_steps = 1
+""")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", "--config", str(tmp_path / "dead.toml"), "--engine",
+                                   "flower", "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["status"] == "failed" and "every round was skipped" in saved["failure"]
+    assert saved["history"][0]["failed"] and "run failed" in res.output

@@ -98,9 +98,17 @@ def _wrapper(policy: str = "raise", min_clients: int = 1) -> FlowerStrategy:
     sim = SimConfig(rounds=2, min_clients=min_clients, on_failure=policy)
     rules = RoundRules.make(build_strategy("fedavg"), sim=sim, train=TrainConfig(), num_clients=3,
                             initial_adapter=_state(0))
-    s = FlowerStrategy(rules, initial_adapter=_state(0))
-    s.nodes = [NodeInfo(10 + i, f"c{i}", i, "vqa", 10) for i in range(3)]
-    return s
+    return FlowerStrategy(rules, initial_adapter=_state(0), directory=_Fixed(3))
+
+
+class _Fixed:
+    """Node 10 + i serves client c<i>."""
+
+    def __init__(self, n: int) -> None:
+        self.names = [f"c{i}" for i in range(n)]
+
+    def nodes(self, grid):
+        return {i: NodeInfo(10 + i, name, i) for i, name in enumerate(self.names)}
 
 
 def _reply(node: int, state: dict | None, n: int = 10, name: str | None = None) -> Message:
@@ -201,3 +209,12 @@ def test_error_reason_reads_flowers_exception_format():
         "ClientFailure: injected fault: drop")
     assert error_reason("<class 'ValueError'>:<'x'>") == "ValueError: x"
     assert error_reason("boom") == "boom"
+
+
+def test_a_reply_is_its_nodes_client_whatever_name_it_claims():
+    s = _wrapper(policy="skip")
+    _configure(s)
+    s.aggregate_train(1, [_reply(10, _state(1), name="c2"), _reply(11, _state(2), name="c2"),
+                          _reply(12, _state(3))])
+    rec = s._round["record"]
+    assert list(rec["clients"]) == ["c0", "c1", "c2"] and rec["failed"] == {}

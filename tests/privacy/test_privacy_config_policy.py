@@ -75,6 +75,8 @@ def test_head_sharing_refused_in_both_modes_and_off_accepts_all():
 
 
 def test_local_dp_refuses_unprotected_extra_uploads():
+    with pytest.raises(ValueError, match="'scaffold' also uploads its control-variate"):
+        check_dp_strategy(DPConfig(mode="local"), build_strategy("scaffold"))
     upd = ClientUpdate("c", {"w": torch.ones(2)}, 3, extra={"delta_c": {"w": torch.ones(2)}})
     with pytest.raises(ValueError, match=r"also uploads \['delta_c'\]"):
         privatize_client_update(upd, {"w": torch.zeros(2)}, dp=DPConfig(mode="local"),

@@ -43,6 +43,9 @@ class ClientRuntime:
     train: EncodedSplit
     test: EncodedSplit
     model: nn.Module
+    #: the head's state at build time (``head`` itself is reloaded by every training and
+    #: evaluation, so a runtime reused by a later run must not read its start from it)
+    head_init: State | None = None
 
     @classmethod
     def build(
@@ -55,10 +58,13 @@ class ClientRuntime:
         head = build_head(split.task, model.hidden_size, len(space), seed=head_seed)
         train = encode_split(model.processor, split.train, space)
         test = encode_split(model.processor, split.test, space)
-        return cls(split.name, index, split.task, space, head, train, test, model)
+        init = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        return cls(split.name, index, split.task, space, head, train, test, model, init)
 
     def initial_head(self) -> State:
-        return {k: v.detach().clone() for k, v in self.head.state_dict().items()}
+        """A copy of the head as initialised (from ``head_seed``), whatever ran since."""
+        src = self.head_init if self.head_init is not None else self.head.state_dict()
+        return {k: v.detach().clone() for k, v in src.items()}
 
 
 def make_probe(rt: ClientRuntime, *, samples: int, seed: int) -> ActivationProbe:

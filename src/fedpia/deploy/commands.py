@@ -58,13 +58,19 @@ def supernode_command(files: DeploymentFiles, node: str, *, superlink: str, port
 
 
 def deployment_script(files: DeploymentFiles, *, address: str, bind_host: str, app: Path,
-                      node_configs: dict[str, str], first_node_port: int = 9094) -> str:
-    """Every command of the deployment, in order, as shell text (one block per machine)."""
+                      node_configs: dict[str, str], first_node_port: int = 9094,
+                      operator_config: Path | None = None) -> str:
+    """Every command of the deployment, in order, as shell text (one block per machine).
+    ``operator_config``: the server operator's file (``FEDPIA_SERVER_CONFIG``: output folder and
+    the clients' public keys), exported in the SuperLink's environment."""
     port = int(address.rsplit(":", 1)[1])
     db = files.root / "superlink-state.db"
+    op = operator_config or files.root / "server.toml"
     lines = ["# every machine", "export FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1 "
              "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1",
-             "", "# 1. SuperLink machine (keep ca.key offline; server.key stays here)",
+             "", "# 1. SuperLink machine (keep ca.key offline; server.key stays here). The "
+             "operator's config fixes where results go and which key is which hospital:",
+             f"export FEDPIA_SERVER_CONFIG={_q(op)}",
              " ".join(map(_q, superlink_command(files, bind_host=bind_host, port=port,
                                                  database=db))) + " &",
              "", "# 2. SuperLink operator: flwr connection (absolute CA path) and node registration",
@@ -72,11 +78,13 @@ def deployment_script(files: DeploymentFiles, *, address: str, bind_host: str, a
              f"mkdir -p \"$FLWR_HOME\" && cp {_q(files.root / 'flwr-config.toml')} "
              "\"$FLWR_HOME/config.toml\""]
     lines += [" ".join(map(_q, register_command(files, n))) for n in node_configs]
-    lines += ["", "# 3. each hospital (copy ca.crt and ONLY its own nodes/<name>/supernode.key)"]
+    lines += ["", "# 3. each hospital (copy ca.crt and ONLY its own nodes/<name>/supernode.key); "
+              "its OWN data in --node-config,", "#    e.g. 'data-format=\"vqa_rad\" "
+              "data-path=\"/data/vqa_rad\"' (docs/flower.md: data-format values)"]
     for k, (node, conf) in enumerate(node_configs.items()):
         cmd = supernode_command(files, node, superlink=address, port=first_node_port + k,
                                 node_config=conf)
         lines.append(" ".join(map(_q, cmd)) + " &")
-    lines += ["", "# 4. researcher (same FLWR_HOME / config.toml as in 2)",
-              f"flwr run {_q(app)} {CONNECTION} --stream"]
+    lines += ["", "# 4. researcher (same FLWR_HOME / config.toml as in 2); exits 1 unless the run "
+              "completed", f"python -m fedpia.flower.submit {_q(app)} {CONNECTION}"]
     return "\n".join(lines) + "\n"

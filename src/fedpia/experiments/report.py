@@ -44,6 +44,8 @@ def experiment_report(results: dict[str, Any], out_dir: Path | None = None) -> s
         f"{summ.get('round')}. Wall time {summ.get('wall_time', 0):.1f} s; "
         f"bytes communicated {summ.get('bytes_communicated', 0):,}.",
         "",
+        *privacy_lines(results.get("privacy")),
+        *([f"**Run failed**: {results['failure']}", ""] if results.get("failure") else []),
         NOTE,
         "",
     ]
@@ -51,6 +53,21 @@ def experiment_report(results: dict[str, Any], out_dir: Path | None = None) -> s
     plot = plot_pia(history, Path(out_dir) / "pia_diagnostics.png") if out_dir else None
     section = pia_section(history, plot.name if plot else None)
     return "\n".join(lines) + ("\n" + section if section else "")
+
+
+def privacy_lines(privacy: dict[str, Any] | None) -> list[str]:
+    """The DP paragraph of a report: mode, σ, C, (ε, δ) from the ledger, and where the noise
+    came from (seeded noise is flagged: no real privacy)."""
+    if not privacy:
+        return []
+    eps = privacy.get("epsilon")
+    scope = ("per client, the maximum over clients" if privacy["mode"] == "local"
+             else "user-level, of the released global adapters")
+    return [f"Differential privacy: `dp.mode={privacy['mode']}`, noise multiplier σ = "
+            f"{privacy['noise_multiplier']:.4g}, clip C = {privacy['clip']:g}: ε = "
+            f"{'–' if eps is None else f'{eps:.3f}'} at δ = {privacy['delta']:g} ({scope}; "
+            f"{privacy['accountant']}, {privacy.get('rounds', 0)} accounted round(s)). "
+            f"Noise: {privacy.get('noise') or 'unspecified'}.", ""]
 
 
 def _fmt(x: float | None) -> str:

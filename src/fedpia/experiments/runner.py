@@ -3,7 +3,10 @@
 ``run_experiment(cfg, out_dir)`` assembles the run with :func:`fedpia.rounds.build_run` (the same
 assembly both engines use), drives the chosen engine (in-process simulator by default, Flower
 simulation on request), checkpoints every round under ``out_dir/checkpoints`` and writes
-``out_dir/results.json`` and ``out_dir/report.md``.
+``out_dir/results.json`` and ``out_dir/report.md``. ``results["status"]`` is ``"failed"`` when
+no round completed (:func:`fedpia.rounds.run_failure`; ``fedpia run`` then exits non-zero);
+``results["privacy"]`` is the privacy ledger's report after the last round (ε for δ; None
+without DP).
 """
 
 from __future__ import annotations
@@ -122,10 +125,9 @@ def run_experiment(
             (out / name).unlink(missing_ok=True)
     _write_json(out / "config.json", cfg.to_dict())
     tasks = {c.name: c.task for c in data.clients}
+    flower_failure = None
     if cfg.engine == "flower":
-        from fedpia.flower import run_flower_simulation
-
-        history = run_flower_simulation(cfg)
+        history, flower_failure = _flower_history(cfg)
     elif cfg.strategy == "centralized":
         from fedpia.sim.centralized import run_centralized
 
@@ -141,12 +143,18 @@ def run_experiment(
             else:
                 log.info("no checkpoint under %s: starting from round 1", ckpt)
         history = sim.run(state).history
+    from fedpia.rounds import run_failure
+
+    failure = flower_failure or run_failure(history)
     results = {
         "config": cfg.to_dict(),
         "provenance": provenance(),
         "data": {c.name: {"task": c.task, "train": len(c.train), "test": len(c.test)} for c in data.clients},
         "history": history,
         "summary": summarize(history, tasks),
+        "status": "completed" if failure is None else "failed",
+        "failure": failure,
+        "privacy": history[-1].get("privacy") if history else None,
         "elapsed": time.perf_counter() - t0,
     }
     _write_json(out / "results.json", results)
@@ -154,6 +162,19 @@ def run_experiment(
 
     (out / "report.md").write_text(experiment_report(results, out_dir=out))
     return results
+
+
+def _flower_history(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], str | None]:
+    """(round records, failure) of a Flower simulation; a failed run whose ServerApp wrote its
+    results gives those with the ServerApp's reason, one that wrote none raises."""
+    from fedpia.flower import FlowerRunFailed, run_flower_simulation
+
+    try:
+        return run_flower_simulation(cfg).history, None
+    except FlowerRunFailed as exc:
+        if exc.result is None:
+            raise
+        return exc.result.history, exc.result.results.get("failure") or str(exc)
 
 
 _RESUME_FREE = ("data_root",)  # may differ on resume (the data moved); everything else may not

@@ -5,12 +5,16 @@ configure_train -> aggregate_train -> configure_evaluate -> aggregate_evaluate p
 every decision is a call into the round layer (:mod:`fedpia.rounds`), the same calls the
 in-process simulator makes:
 
-1. ``configure_train``: ``sample_clients``; send ``strategy.client_payload(server)`` as
-   ``payload/<name>`` ArrayRecords + a ConfigRecord (round, num_rounds, seed) to the sampled
-   nodes (their ClientApp runs ``client_step``);
-2. ``aggregate_train``: rebuild the uploads from the replies (ordered by client index, so sums
-   run in the simulator's order; error or missing replies are failed clients), then
-   ``server_step`` (screening, bounded influence, aggregation, failure policy);
+1. ``configure_train``: the node directory (:mod:`fedpia.flower.nodes`) says which node serves
+   which client; ``sample_clients`` over ALL clients (as in-process); send
+   ``strategy.client_payload(server)`` as ``payload/<name>`` ArrayRecords + a ConfigRecord
+   (round, num_rounds, seed, and the client's identity: name, index, num_clients) to the
+   sampled clients' nodes (their ClientApp runs ``client_step``); a sampled client without a
+   node is a failed client ("offline");
+2. ``aggregate_train``: rebuild the uploads from the replies, attributed to the node's client
+   (never to the name a reply carries), ordered by client index (the simulator's summation
+   order; error or missing replies are failed clients), then ``server_step`` (screening,
+   bounded influence, aggregation or central DP, failure policy, privacy ledger);
 3. ``configure_evaluate`` / ``aggregate_evaluate``: ``global_view(server)`` to every node (their
    ClientApp runs ``evaluate_client``); the views land in the round record.
 
@@ -22,10 +26,11 @@ ArrayRecord Flower threads through ``start`` is only a mirror of ``self.server.a
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +38,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy as FlowerStrategyBase
 
+from fedpia.flower.nodes import NodeInfo, identity
 from fedpia.flower.records import (
     INFO,
     PAYLOAD,
@@ -44,19 +50,21 @@ from fedpia.flower.records import (
     states_from_recorddict,
     states_to_recorddict,
 )
-from fedpia.rounds import RoundFailed, RoundRules, global_view, sample_clients, server_step
+from fedpia.rounds import (
+    RoundFailed,
+    RoundRules,
+    global_view,
+    new_ledger,
+    sample_clients,
+    server_step,
+)
 from fedpia.strategies.base import ClientUpdate, ServerState, State
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class NodeInfo:
-    node_id: int
-    client: str
-    index: int
-    task: str
-    num_examples: int
+#: the noise source of a Flower run's privacy ledger
+NODE_NOISE = ("local DP: each node's own secret (node config dp-secret-file) or fresh OS entropy "
+              "every round; central DP: fresh OS entropy on the server every round")
 
 
 def parse_update(content: RecordDict) -> ClientUpdate:
@@ -89,70 +97,56 @@ def error_reason(reason: str) -> str:
 
 
 class FlowerStrategy(FlowerStrategyBase):
-    """Flower strategy around ``rules.strategy`` (see module docstring)."""
+    """Flower strategy around ``rules.strategy`` (see module docstring). ``directory`` maps
+    nodes to clients (:mod:`fedpia.flower.nodes`); ``noise`` labels the DP noise source in the
+    privacy ledger (central-DP noise gets fresh OS entropy every round)."""
 
-    def __init__(self, rules: RoundRules, *, initial_adapter: State,
-                 discovery_timeout: float = 600.0) -> None:
-        self.rules, self.num_clients = rules, rules.num_clients
-        self.discovery_timeout = discovery_timeout
+    def __init__(self, rules: RoundRules, *, initial_adapter: State, directory: Any,
+                 noise: str = NODE_NOISE) -> None:
+        self.rules, self.num_clients, self.directory = rules, rules.num_clients, directory
         self.server: ServerState = rules.strategy.server_init(initial_adapter)
+        self.ledger = new_ledger(rules, noise=noise)
         self.history: list[dict[str, Any]] = []
-        self.nodes: list[NodeInfo] | None = None  # by client index
         self._round: dict[str, Any] = {}
 
     def summary(self) -> None:
         s = self.rules.strategy
         log.info("fedpia strategy %r over %d clients; %s", s.name, self.num_clients, s.config())
 
-    # ---------------------------------------------------------------- discovery
-    def discover(self, grid: Grid) -> list[NodeInfo]:
-        """Wait for ``num_clients`` nodes and ask each who it is (a ``query`` message)."""
-        t0 = time.monotonic()
-        while len(ids := list(grid.get_node_ids())) < self.num_clients:
-            if time.monotonic() - t0 > self.discovery_timeout:
-                raise RuntimeError(f"only {len(ids)}/{self.num_clients} nodes connected")
-            time.sleep(0.5)
-        msgs = [Message(RecordDict(), dst_node_id=i, message_type=MessageType.QUERY) for i in ids]
-        by_index: dict[int, NodeInfo] = {}
-        for reply in grid.send_and_receive(msgs, timeout=self.discovery_timeout):
-            if reply.has_error():
-                raise RuntimeError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
-            m = reply.content.config_records["meta"]
-            info = NodeInfo(reply.metadata.src_node_id, str(m["client"]), int(m["index"]),
-                            str(m["task"]), int(m["num_examples"]))
-            if info.index in by_index:
-                raise ValueError(f"two nodes serve partition-id {info.index} ({info.client})")
-            by_index[info.index] = info
-        if sorted(by_index) != list(range(self.num_clients)):
-            raise ValueError(f"partition-ids {sorted(by_index)} != 0..{self.num_clients - 1}")
-        self.nodes = [by_index[i] for i in range(self.num_clients)]
-        return self.nodes
+    @property
+    def names(self) -> list[str]:
+        return self.directory.names
+
+    def _message(self, payload: dict[str, State], node: NodeInfo, kind: str, **config: Any
+                 ) -> Message:
+        content = states_to_recorddict(payload, PAYLOAD)
+        content["config"] = ConfigRecord({**config, **identity(self.names, node.index)})
+        return Message(content, dst_node_id=node.node_id, message_type=kind)
 
     # ---------------------------------------------------------------- train
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        nodes = self.nodes or self.discover(grid)
+        nodes = self.directory.nodes(grid)
         sim = self.rules.sim
-        chosen = [nodes[i] for i in sample_clients(len(nodes), server_round, sim)]
+        chosen = sample_clients(self.num_clients, server_round, sim)
+        offline = {self.names[i]: "offline: no node authenticated as this client"
+                   for i in chosen if i not in nodes}
         payload = self.rules.strategy.client_payload(self.server)
-        content = states_to_recorddict(payload, PAYLOAD)
-        content["config"] = ConfigRecord(
-            {"round": server_round, "num_rounds": sim.rounds, "seed": sim.seed}
-        )
-        self._round = {"t0": time.perf_counter(), "chosen": chosen, "payload": payload}
-        log.info("round %d: training %s", server_round, [n.client for n in chosen])
-        return [
-            Message(content, dst_node_id=n.node_id, message_type=MessageType.TRAIN) for n in chosen
-        ]
+        self._round = {"t0": time.perf_counter(), "chosen": chosen, "payload": payload,
+                       "by_node": {nodes[i].node_id: nodes[i] for i in chosen if i in nodes},
+                       "offline": offline}
+        log.info("round %d: training %s%s", server_round, [self.names[i] for i in chosen],
+                 f" (offline: {sorted(offline)})" if offline else "")
+        return [self._message(payload, nodes[i], MessageType.TRAIN, round=server_round,
+                              num_rounds=sim.rounds, seed=sim.seed) for i in chosen if i in nodes]
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        r, chosen = server_round, self._round["chosen"]
-        by_node = {n.node_id: n for n in chosen}
+        r, by_node = server_round, self._round["by_node"]
         got: dict[int, ClientUpdate] = {}
-        failed: dict[str, str] = {}
+        failed: dict[str, str] = dict(self._round["offline"])
         for reply in replies:
             node = by_node.get(reply.metadata.src_node_id)
             if node is None:
@@ -160,24 +154,27 @@ class FlowerStrategy(FlowerStrategyBase):
             try:
                 if reply.has_error():
                     raise RuntimeError(reply.error.reason)
-                got[node.index] = parse_update(reply.content)
+                got[node.index] = replace(parse_update(reply.content), client=node.client)
             except Exception as exc:  # an error reply / malformed reply = a failed client
                 why = (error_reason(str(exc)) if reply.has_error()
                        else f"{type(exc).__name__}: {exc}")
                 log.warning("round %d: client %s failed: %s", r, node.client, why)
                 failed[node.client] = why
-        for n in chosen:
-            if n.index not in got and n.client not in failed:
-                failed[n.client] = "no reply before the timeout"
-        failed = {n.client: failed[n.client] for n in chosen if n.client in failed}  # index order
+        chosen = [(i, self.names[i]) for i in self._round["chosen"]]
+        for i, name in chosen:
+            if i not in got and name not in failed:
+                failed[name] = "no reply before the timeout"
+        failed = {name: failed[name] for _, name in chosen if name in failed}  # index order
         updates = [got[i] for i in sorted(got)]
+        secret = os.urandom(32) if self.rules.dp.mode == "central" else None
         try:
-            outcome = server_step(self.rules, self.server, r, chosen=[(n.index, n.client) for n in chosen],
-                                  updates=updates, failed=failed, payload=self._round["payload"])
+            outcome = server_step(self.rules, self.server, r, chosen=chosen, updates=updates,
+                                  failed=failed, payload=self._round["payload"],
+                                  ledger=self.ledger, noise_secret=secret)
         except RoundFailed as exc:
             self.history.append(exc.record)
             raise
-        self.server = outcome.server
+        self.server, self.ledger = outcome.server, outcome.ledger
         self._round["record"] = outcome.record
         if outcome.skipped:
             return None, None
@@ -189,18 +186,16 @@ class FlowerStrategy(FlowerStrategyBase):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        nodes = self.nodes or self.discover(grid)
-        content = states_to_recorddict(global_view(self.server), PAYLOAD)
-        content["config"] = ConfigRecord({"round": server_round})
-        return [
-            Message(content, dst_node_id=n.node_id, message_type=MessageType.EVALUATE)
-            for n in nodes
-        ]
+        nodes = self.directory.nodes(grid)
+        self._round["eval_nodes"] = {n.node_id: n for n in nodes.values()}
+        view = global_view(self.server)
+        return [self._message(view, nodes[i], MessageType.EVALUATE, round=server_round)
+                for i in sorted(nodes)]
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        by_node = {n.node_id: n for n in self.nodes or []}
+        by_node = self._round.get("eval_nodes", {})
         per_index: dict[int, dict[str, Any]] = {}
         for reply in replies:
             node = by_node.get(reply.metadata.src_node_id)
@@ -217,7 +212,7 @@ class FlowerStrategy(FlowerStrategyBase):
                     res.setdefault(view, {})[name] = value
             per_index[node.index] = res
         record = self._round.get("record", {"round": server_round})
-        record["eval"] = {self.nodes[i].client: per_index[i] for i in sorted(per_index)}
+        record["eval"] = {self.names[i]: per_index[i] for i in sorted(per_index)}
         record["round_time"] = time.perf_counter() - self._round.get("t0", time.perf_counter())
         self.history.append(record)
         return _mean_metrics(record["eval"])

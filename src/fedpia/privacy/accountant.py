@@ -79,14 +79,17 @@ def resolve_noise_multiplier(dp: DPConfig, *, rounds: int, sample_rate: float) -
 class PrivacyLedger:
     """What the accountant needs, as plain data: rounds with a release, uploads per client.
 
-    ``sample_rate``: clients per round / clients (central mode). Call :meth:`record_round`
-    once per round whose aggregate (central) or uploads (local) were released.
+    ``sample_rate``: clients per round / clients (central mode). ``noise``: where the noise
+    randomness came from (reported as is: seeded noise gives no real privacy). Call
+    :meth:`record_round` once per round whose aggregate (central) or uploads (local) were
+    released. :meth:`state` / :meth:`from_state` round-trip it through JSON (checkpoints).
     """
 
     dp: DPConfig
     sample_rate: float = 1.0
     rounds: int = 0
     participations: dict[str, int] = field(default_factory=dict)
+    noise: str = ""
 
     def record_round(self, uploaded: list[str]) -> None:
         """One round: ``uploaded`` = clients whose (noised) update left the client."""
@@ -94,12 +97,31 @@ class PrivacyLedger:
         for name in uploaded:
             self.participations[name] = self.participations.get(name, 0) + 1
 
+    def copy(self) -> PrivacyLedger:
+        return replace(self, participations=dict(self.participations))
+
+    def state(self) -> dict[str, Any]:
+        """The counts as JSON-able data (the DP config is the run's, not stored here)."""
+        return {"sample_rate": self.sample_rate, "rounds": self.rounds,
+                "participations": dict(self.participations), "noise": self.noise}
+
+    @classmethod
+    def from_state(cls, dp: DPConfig, raw: dict[str, Any]) -> PrivacyLedger:
+        """The ledger of :meth:`state` under ``dp`` (ValueError for a malformed ``raw``)."""
+        try:
+            return cls(dp, sample_rate=float(raw["sample_rate"]), rounds=int(raw["rounds"]),
+                       participations={str(k): int(v) for k, v in raw["participations"].items()},
+                       noise=str(raw.get("noise", "")))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"malformed privacy ledger state {raw!r}: {exc}") from exc
+
     def report(self) -> dict[str, Any]:
         """``{"mode", "delta", "noise_multiplier", "clip", "accountant", "epsilon", ...}`` for
         results.json: central → one user-level ε; local → ε per client and their maximum."""
         dp = self.dp
         out: dict[str, Any] = {"mode": dp.mode, "clip": dp.clip, "delta": dp.delta,
-                               "noise_multiplier": dp.noise_multiplier, "accountant": ACCOUNTANT}
+                               "noise_multiplier": dp.noise_multiplier, "accountant": ACCOUNTANT,
+                               "rounds": self.rounds, "noise": self.noise}
         if dp.mode == "central":
             out["sample_rate"] = self.sample_rate
             out["epsilon"] = central_epsilon(dp, rounds=self.rounds, sample_rate=self.sample_rate)

@@ -33,6 +33,11 @@ def _mean_aggregates() -> tuple[Any, ...]:
     return (Strategy.aggregate, FedIT.aggregate)
 
 
+#: strategies whose client uploads carry extra states besides the adapter (refused by local DP
+#: at run assembly; :func:`privatize_client_update` also refuses any update with extras)
+EXTRA_UPLOADS = {"scaffold": "its control-variate update delta_c"}
+
+
 def central_dp_supported(strategy: Strategy) -> bool:
     """True when the strategy's server step is a mean of uploads (central DP replaces it by the
     clipped, noised mean). Decided by the aggregate IMPLEMENTATION, so a new strategy that
@@ -47,6 +52,9 @@ def check_dp_strategy(dp: DPConfig, strategy: Strategy, *, share_heads: bool = F
     if share_heads:
         raise ValueError(f"dp.mode={dp.mode!r} with sim.share_heads=True: heads would be uploaded "
                          "without clipping or noise; keep heads local")
+    if dp.mode == "local" and strategy.name in EXTRA_UPLOADS:
+        raise ValueError(f"dp.mode='local' covers the uploaded adapter only; {strategy.name!r} "
+                         f"also uploads {EXTRA_UPLOADS[strategy.name]} (not protected)")
     if dp.mode == "central" and not central_dp_supported(strategy):
         raise ValueError(
             f"dp.mode='central' needs a strategy whose aggregate is a mean of client updates "

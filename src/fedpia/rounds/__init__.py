@@ -6,7 +6,9 @@
   probe size, client runtimes with their head seeds);
 * the protocol: client sampling, simulated failures and injected faults, the client step,
   screening, bounded influence, the aggregation call, the failure policy, the round record,
-  evaluation views, named seed streams.
+  evaluation views, named seed streams;
+* differential privacy (:mod:`fedpia.rounds.privacy`): σ resolution, local DP in the client
+  step, central DP in the server step, the privacy ledger.
 
 The in-process simulator (``fedpia.sim``) and the Flower apps (``fedpia.flower``) are transports
 around these functions. See docs/engine.md.
@@ -41,12 +43,14 @@ from fedpia.rounds.config import (
 from fedpia.rounds.faults import KINDS as FAULT_KINDS
 from fedpia.rounds.faults import ClientFailure, Fault, apply_fault, faults_for, parse_faults
 from fedpia.rounds.flat import from_run_config, to_run_config
+from fedpia.rounds.privacy import SEEDED_NOISE, new_ledger, resolve_dp
 from fedpia.rounds.seeds import STREAMS, derive_seed, seed_for
 from fedpia.rounds.server import (
     RECORD_KEYS,
     RoundFailed,
     RoundOutcome,
     new_record,
+    run_failure,
     sample_clients,
     server_step,
     state_bytes,
@@ -68,6 +72,7 @@ __all__ = [
     "RoundOutcome",
     "RoundRules",
     "Run",
+    "SEEDED_NOISE",
     "SimConfig",
     "apply_fault",
     "build_model_for",
@@ -82,8 +87,11 @@ __all__ = [
     "from_run_config",
     "global_view",
     "initial_client_state",
+    "new_ledger",
     "new_record",
     "parse_faults",
+    "resolve_dp",
+    "run_failure",
     "sample_clients",
     "seed_for",
     "server_step",

@@ -23,8 +23,10 @@ from torch import nn
 from fedpia.client import TrainConfig
 from fedpia.client.runtime import ClientRuntime
 from fedpia.data import ClientSplit, FederatedData
+from fedpia.privacy.config import DPConfig
 from fedpia.rounds.config import ExperimentConfig, RobustConfig, SimConfig
 from fedpia.rounds.faults import Fault
+from fedpia.rounds.privacy import resolve_dp
 from fedpia.rounds.seeds import seed_for
 from fedpia.strategies.base import State, Strategy
 
@@ -34,7 +36,8 @@ class RoundRules:
     """Everything the protocol functions decide with: the strategy and the knobs of a run.
 
     ``num_clients``: clients of the federation (sampling population, SCAFFOLD's N);
-    ``probe_size``: m of the client activation probe (``strategy.probe_size(initial adapter)``).
+    ``probe_size``: m of the client activation probe (``strategy.probe_size(initial adapter)``);
+    ``dp``: the run's DP knobs with σ resolved (:func:`fedpia.rounds.privacy.resolve_dp`).
     """
 
     strategy: Strategy
@@ -44,15 +47,17 @@ class RoundRules:
     num_clients: int
     probe_size: int
     faults: tuple[Fault, ...] = ()
+    dp: DPConfig = DPConfig()
 
     @classmethod
     def make(cls, strategy: Strategy, *, sim: SimConfig, train: TrainConfig,
              robust: RobustConfig | None = None, num_clients: int,
-             initial_adapter: State) -> RoundRules:
+             initial_adapter: State, dp: DPConfig | None = None) -> RoundRules:
         if num_clients < 1:
             raise ValueError(f"num_clients must be >= 1, got {num_clients}")
         return cls(strategy, sim, train, robust or RobustConfig(), num_clients,
-                   strategy.probe_size(initial_adapter), sim.fault_specs())
+                   strategy.probe_size(initial_adapter), sim.fault_specs(),
+                   resolve_dp(dp or DPConfig(), sim, num_clients))
 
 
 def build_model_for(config: ExperimentConfig) -> nn.Module:
@@ -99,6 +104,7 @@ class Run:
     def __init__(self, config: ExperimentConfig) -> None:
         self.config = config
         self._runtimes: dict[int, ClientRuntime] = {}
+        self._sites: dict[tuple[str, str, int], ClientRuntime] = {}
         self._rules: dict[int, RoundRules] = {}
 
     @functools.cached_property
@@ -144,7 +150,7 @@ class Run:
         if n not in self._rules:
             self._rules[n] = RoundRules.make(self.strategy, sim=cfg.sim, train=cfg.train,
                                              robust=cfg.robust, num_clients=n,
-                                             initial_adapter=self.initial_adapter)
+                                             initial_adapter=self.initial_adapter, dp=cfg.dp)
         return self._rules[n]
 
     def runtime(self, index: int) -> ClientRuntime:
@@ -157,6 +163,19 @@ class Run:
             self._runtimes[index] = client_runtime(self.model, clients[index], index=index,
                                                    seed=self.config.sim.seed)
         return self._runtimes[index]
+
+    def site_runtime(self, site: Any, *, name: str, index: int) -> ClientRuntime:
+        """The runtime of client ``index`` named ``name`` from a site's OWN data
+        (:class:`fedpia.data.site.SiteSpec`; the run config's setting and ``data_root`` are not
+        read). Cached per (site, name, index)."""
+        from fedpia.data.site import load_site
+
+        key = (repr(site), name, index)
+        if key not in self._sites:
+            split = load_site(site, name=name, index=index, seed=self.config.sim.seed)
+            self._sites[key] = client_runtime(self.model, split, index=index,
+                                              seed=self.config.sim.seed)
+        return self._sites[key]
 
 
 def build_run(config: ExperimentConfig, *, data_root: str | None = None) -> Run:

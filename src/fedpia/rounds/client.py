@@ -19,6 +19,7 @@ from fedpia.client.runtime import ClientRuntime, client_round, evaluate_adapter
 from fedpia.client.train import round_lr
 from fedpia.rounds.build import RoundRules
 from fedpia.rounds.faults import ClientFailure, apply_fault, faults_for
+from fedpia.rounds.privacy import privatize_upload
 from fedpia.rounds.seeds import seed_for
 from fedpia.strategies.base import ClientState, ClientUpdate, RoundContext, ServerState, State
 
@@ -50,9 +51,17 @@ def client_step(
     payload: Mapping[str, State],
     cstate: ClientState,
     round_: int,
+    *,
+    noise_secret: bytes | None = None,
 ) -> tuple[ClientUpdate, ClientState]:
     """One client's round. Returns (upload, new client state); ``upload.metrics`` holds the
     client's training info (loss, steps, lr, start_shift, timings, rounds_trained).
+
+    With ``dp.mode="local"`` the upload is clipped and noised
+    (:func:`fedpia.rounds.privacy.privatize_upload`, noise from ``(sim.seed, round, client,
+    noise_secret)``; ``loss`` and ``start_shift`` are not uploaded) while the returned client
+    state keeps the un-noised adapter. Injected faults then corrupt the upload (they model what
+    reaches the server).
 
     Raises :class:`ClientFailure` for a simulated crash or an injected ``drop`` (nothing is
     trained, the client state is unchanged)."""
@@ -70,7 +79,8 @@ def client_step(
         second_seed=seed_for(sim.seed, "second", round_, rt.index),
     )
     metrics = {**info, **update.metrics, "rounds_trained": new_state.rounds_trained}
-    update = replace(update, metrics=metrics)
+    update = privatize_upload(rules, replace(update, metrics=metrics), payload["adapter"],
+                              round_, secret=noise_secret)
     for fault in faults:
         update = apply_fault(fault, update, payload["adapter"])
     return update, new_state

@@ -1,8 +1,8 @@
 """The ONE run config of both engines, validated once, converted from TOML / dicts / CLI here.
 
 ``ExperimentConfig`` nests typed sections (``sim``: the round protocol, ``train``: local
-optimisation, ``robust``: screening and bounded influence, ``flower``: Flower-only transport
-knobs) and keeps the model and strategy knobs as plain mappings validated by their own
+optimisation, ``robust``: screening and bounded influence, ``dp``: client-level differential
+privacy (:class:`fedpia.privacy.DPConfig`), ``flower``: Flower-only transport knobs) and keeps the model and strategy knobs as plain mappings validated by their own
 registries (``fedpia.models.ModelConfig``, ``fedpia.strategies.build_strategy``). Overrides use
 dotted keys: ``sim.rounds=5``, ``strategy_options.gamma=2``, ``model.peft=lora``,
 ``robust.norm_factor=3``. Flower's flat ``run_config`` is a conversion of this config
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fedpia.client import TrainConfig
+from fedpia.privacy.config import DPConfig
 from fedpia.rounds.faults import parse_faults
 from fedpia.typecheck import build_dataclass
 
@@ -80,6 +81,11 @@ class SimConfig:
     def fault_specs(self) -> tuple[Any, ...]:
         return parse_faults(self.faults)
 
+    def clients_per_round(self, n: int) -> int:
+        """k = ``min(n, max(min_clients, round(fraction_fit · n)))``: clients sampled per round
+        out of ``n`` (also the fixed denominator of central DP and its sampling rate k/n)."""
+        return min(max(self.min_clients, round(self.fraction_fit * n)), n)
+
 
 @dataclass(frozen=True)
 class RobustConfig:
@@ -112,12 +118,12 @@ class RobustConfig:
 @dataclass(frozen=True)
 class FlowerConfig:
     """Flower-only transport knobs. ``num_clients``: SuperNodes the server waits for (0 = the
-    setting's clients); ``timeout``: seconds to wait for nodes and replies; ``output_dir``: where
-    the ServerApp writes ``history.json`` and the final global adapter (None = nowhere)."""
+    setting's clients; with the operator's ``[[clients]]`` list: 0 or its length);
+    ``timeout``: seconds to wait for nodes and replies. Where the ServerApp writes is NOT a run
+    config knob: the server operator fixes it (:mod:`fedpia.deploy.operator`)."""
 
     num_clients: int = 0
     timeout: float = 3600.0
-    output_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.num_clients < 0:
@@ -127,7 +133,7 @@ class FlowerConfig:
 
 
 SECTIONS: dict[str, type] = {"sim": SimConfig, "train": TrainConfig, "robust": RobustConfig,
-                             "flower": FlowerConfig}
+                             "dp": DPConfig, "flower": FlowerConfig}
 FREE_DICTS = ("setting_options", "model", "strategy_options")
 
 
@@ -145,6 +151,7 @@ class ExperimentConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     robust: RobustConfig = field(default_factory=RobustConfig)
+    dp: DPConfig = field(default_factory=DPConfig)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
     engine: str = "inprocess"
 
@@ -174,14 +181,21 @@ class ExperimentConfig:
             if self.engine == "flower":
                 raise ValueError("sim.independent_epochs > 0 (independently initialised clients) "
                                  "runs in-process only; use the in-process engine")
+            if self.dp.mode != "off":
+                raise ValueError("sim.independent_epochs > 0 with dp.mode != 'off': the round-0 "
+                                 "uploads of independently trained adapters carry no DP noise")
             if self.model_config().peft not in INDEPENDENT_PEFT:
                 raise ValueError(f"sim.independent_epochs > 0 needs an adapter with hidden units "
                                  f"(model.peft in {list(INDEPENDENT_PEFT)})")
         if self.strategy == "centralized":  # pooled-data upper bound, not a federated strategy
-            if self.strategy_options or self.engine != "inprocess":
-                raise ValueError("strategy 'centralized' takes no options and runs in-process only")
+            if self.strategy_options or self.engine != "inprocess" or self.dp.enabled:
+                raise ValueError("strategy 'centralized' takes no options, no dp and runs "
+                                 "in-process only")
             return
-        build_strategy(self.strategy, **self.strategy_options)
+        from fedpia.privacy import check_dp_strategy
+
+        strategy = build_strategy(self.strategy, **self.strategy_options)
+        check_dp_strategy(self.dp, strategy, share_heads=self.sim.share_heads)
 
     def model_config(self) -> Any:
         """The ModelConfig (seeded with ``sim.seed`` unless ``model.seed`` is given)."""

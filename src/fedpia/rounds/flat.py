@@ -28,6 +28,10 @@ from fedpia.typecheck import build_dataclass
 
 _SCALARS = (bool, int, float, str)
 _NULL = "null"  # None inside a free mapping (a builder's default may not be None)
+#: keys a submitted run config may not set, and why
+REMOVED = {"flower.output_dir": "the ServerApp writes only under the server operator's folder "
+           "(output_dir in the file named by FEDPIA_SERVER_CONFIG; docs/flower.md), results in "
+           "<output_dir>/<run id>/"}
 
 
 def to_run_config(cfg: ExperimentConfig) -> dict[str, bool | int | float | str]:
@@ -61,6 +65,8 @@ def from_run_config(run_config: Mapping[str, Any]) -> ExperimentConfig:
     nested = (*FREE_DICTS, *SECTIONS)
     raw: dict[str, Any] = {}
     for key, value in run_config.items():
+        if key in REMOVED:
+            raise ValueError(f"run_config key {key!r} is not accepted: {REMOVED[key]}")
         head, _, tail = key.partition(".")
         if head not in names or (bool(tail) != (head in nested)):
             raise ValueError(f"unknown fedpia run_config key {key!r}; allowed: {sorted(names)} "

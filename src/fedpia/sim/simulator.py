@@ -13,7 +13,10 @@ state are swapped into the shared model; nothing else is copied. A round:
    raises :class:`~fedpia.rounds.RoundFailed`);
 4. ``sim.share_heads``: heads averaged among clients of the same task (in-process only);
 5. ``evaluate_client`` for every client (personalised and global views);
-6. an atomic checkpoint.
+6. an atomic checkpoint (the privacy ledger included, so a resumed DP run keeps counting).
+
+DP noise here is seeded from the run seed (``noise_secret=None``): reproducible, and no real
+privacy against anyone who knows ``sim.seed`` (:data:`fedpia.rounds.SEEDED_NOISE`).
 
 Every random choice derives from named seed streams (``fedpia.rounds.seeds``), so a run resumed
 from a checkpoint gives the same results as an uninterrupted one.
@@ -34,7 +37,10 @@ from fedpia.aggregation import average_heads_by_task
 from fedpia.client import TrainConfig
 from fedpia.client.runtime import ClientRuntime
 from fedpia.data import FederatedData
+from fedpia.privacy.accountant import PrivacyLedger
+from fedpia.privacy.config import DPConfig
 from fedpia.rounds import (
+    SEEDED_NOISE,
     RobustConfig,
     RoundFailed,
     RoundRules,
@@ -46,6 +52,7 @@ from fedpia.rounds import (
     evaluate_client,
     global_view,
     initial_client_state,
+    new_ledger,
     sample_clients,
     server_step,
     state_bytes,
@@ -61,12 +68,14 @@ __all__ = ["RoundFailed", "SimConfig", "SimState", "Simulator", "check_min_clien
 
 @dataclass
 class SimState:
-    """Everything needed to continue a run: server, every client, rounds done, history."""
+    """Everything needed to continue a run: server, every client, rounds done, history, and
+    the privacy ledger (None without DP)."""
 
     server: ServerState
     clients: dict[str, ClientState]
     round: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    ledger: PrivacyLedger | None = None
 
 
 class Simulator:
@@ -81,6 +90,7 @@ class Simulator:
         sim: SimConfig,
         train: TrainConfig,
         robust: RobustConfig | None = None,
+        dp: DPConfig | None = None,
         checkpoint_dir: Path | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         initial_adapter: State | None = None,
@@ -99,7 +109,7 @@ class Simulator:
         )
         self.rules = RoundRules.make(strategy, sim=sim, train=train, robust=robust,
                                      num_clients=len(data.clients),
-                                     initial_adapter=self.initial_adapter)
+                                     initial_adapter=self.initial_adapter, dp=dp)
         build = runtime or (lambda i: client_runtime(model, data.clients[i], index=i, seed=sim.seed))
         self.clients: list[ClientRuntime] = []
         for i, split in enumerate(data.clients):
@@ -113,7 +123,7 @@ class Simulator:
         knobs and client runtimes)."""
         cfg = run.config
         return cls(run.model, run.data, run.strategy, sim=cfg.sim, train=cfg.train,
-                   robust=cfg.robust, checkpoint_dir=checkpoint_dir, on_event=on_event,
+                   robust=cfg.robust, dp=cfg.dp, checkpoint_dir=checkpoint_dir, on_event=on_event,
                    initial_adapter=run.initial_adapter, runtime=run.runtime)
 
     # ---------------------------------------------------------------- state
@@ -124,7 +134,8 @@ class Simulator:
         if self.sim.independent_epochs:
             return self._independent_start(server)
         clients = {c.name: initial_client_state(c) for c in self.clients}
-        return SimState(server=server, clients=clients)
+        return SimState(server=server, clients=clients,
+                        ledger=new_ledger(self.rules, noise=SEEDED_NOISE))
 
     def _independent_start(self, server: ServerState) -> SimState:
         """Round 0 (:mod:`fedpia.rounds.independent`): each client's own adapter trained alone,
@@ -140,22 +151,31 @@ class Simulator:
         record["eval"] = self.evaluate(outcome.server, clients)
         record["round_time"] = time.perf_counter() - t0
         self.on_event("round_end", record)
-        state = SimState(server=outcome.server, clients=clients, round=0, history=[record])
+        state = SimState(server=outcome.server, clients=clients, round=0, history=[record],
+                         ledger=new_ledger(self.rules, noise=SEEDED_NOISE))
         self._checkpoint(state)
         return state
 
     def _checkpoint(self, state: SimState) -> None:
         if self.checkpoint_dir is not None:
             save_checkpoint(self.checkpoint_dir, server=state.server, clients=state.clients,
-                            round_=state.round, meta={"history": state.history})
+                            round_=state.round,
+                            meta={"history": state.history,
+                                  "privacy": state.ledger.state() if state.ledger else None})
 
     def resume_state(self) -> SimState:
+        """The state saved by the last checkpoint (the privacy ledger included)."""
         if self.checkpoint_dir is None:
             raise ValueError("resume needs a checkpoint_dir")
         server, clients, meta = load_checkpoint(self.checkpoint_dir)
-        return SimState(
-            server=server, clients=clients, round=meta["round"], history=meta["history"]
-        )
+        ledger = new_ledger(self.rules, noise=SEEDED_NOISE)
+        if ledger is not None:
+            if meta.get("privacy") is None:
+                raise ValueError(f"the checkpoint in {self.checkpoint_dir} has no privacy ledger "
+                                 "but the run uses dp: cannot continue its accounting")
+            ledger = PrivacyLedger.from_state(ledger.dp, meta["privacy"])
+        return SimState(server=server, clients=clients, round=meta["round"],
+                        history=meta["history"], ledger=ledger)
 
     # ---------------------------------------------------------------- run
     def run(self, state: SimState | None = None) -> SimState:
@@ -185,7 +205,7 @@ class Simulator:
             updates.append(upd)
             self.on_event("client_done", {"round": r, "client": c.name, **upd.metrics})
         outcome = server_step(self.rules, state.server, r, chosen=[(c.index, c.name) for c in chosen],
-                              updates=updates, failed=failed, payload=payload)
+                              updates=updates, failed=failed, payload=payload, ledger=state.ledger)
         if self.sim.share_heads and outcome.kept:
             new_clients = self._share_heads(new_clients, outcome.kept)
         record = outcome.record
@@ -193,7 +213,7 @@ class Simulator:
         record["round_time"] = time.perf_counter() - t0
         self.on_event("round_end", record)
         return SimState(server=outcome.server, clients=new_clients, round=r,
-                        history=[*state.history, record])
+                        history=[*state.history, record], ledger=outcome.ledger)
 
     # ---------------------------------------------------------------- pieces
     def _share_heads(
