@@ -109,7 +109,8 @@ def test_errors_are_clear_and_exit_2(tmp_path):
         (["run", "--preset", "t1-vqarad", "--set", "setting_options.max_train=abc"],
          "setting_options.max_train must be an integer"),
         (["run", "--preset", "demo", "--set", "train.local_steps=-3"], "train.local_steps must be >= 0"),
-        (["run", "--preset", "demo", "--set", "strategy=fedavg"], "strategy_options={}"),
+        (["run", "--preset", "demo", "--set", "strategy_options.gamma=2", "--set", "strategy=fedavg"],
+         "'fedavg' has no option(s) ['gamma']"),
         (["run", "--preset", "demo", "--set", "sim.min_clients=10"], "sim.min_clients=10"),
         (["run", "--preset", "demo", "--set", "model.pretrained=/nonexistent/ckpt"],
          "no such checkpoint directory"),
@@ -123,6 +124,17 @@ def test_errors_are_clear_and_exit_2(tmp_path):
         assert res.exit_code == 2, (args, res.output)
         assert needle in " ".join(res.output.split()), (args, res.output)
         assert not (tmp_path / "out").exists(), args  # a refused run leaves no folder behind
+
+
+def test_switching_strategy_resets_the_preset_options(tmp_path):
+    """`--set strategy=fedavg` on the FedPIA demo preset runs FedAvg (it exited 2 before)."""
+    out = tmp_path / "fedavg"
+    res = runner.invoke(app, ["run", "--preset", "demo", "--set", "strategy=fedavg", *TINY,
+                              "--set", "sim.rounds=1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "takes no option(s) ['gamma', 'mix']" in " ".join(res.output.split())
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["strategy"] == "fedavg" and config["strategy_options"] == {}
 
 
 def test_config_file_and_data_summary(tmp_path, shared_data):

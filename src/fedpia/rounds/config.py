@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import logging
 import math
 import tomllib
 import typing
@@ -23,6 +24,8 @@ from typing import Any
 from fedpia.client import TrainConfig
 from fedpia.rounds.faults import parse_faults
 from fedpia.typecheck import build_dataclass
+
+log = logging.getLogger(__name__)
 
 ENGINES = ("inprocess", "flower")
 FAILURE_POLICIES = ("skip", "raise")
@@ -197,8 +200,14 @@ class ExperimentConfig:
         return cls.from_dict(raw)
 
     def with_overrides(self, assignments: list[str]) -> ExperimentConfig:
-        """Apply ``key.sub=value`` strings; values are parsed as Python literals when possible."""
+        """Apply ``key.sub=value`` strings; values are parsed as Python literals when possible.
+
+        Switching the strategy (``strategy=NAME``) drops the carried-over ``strategy_options``
+        that NAME does not accept (logged as a note naming them); options NAME accepts are
+        kept, and options set in the same call (``strategy_options.x=...``, or the whole
+        ``strategy_options={...}``) always stay, whatever the order of the assignments."""
         raw = self.to_dict()
+        explicit: set[str] | None = set()  # option keys set here; None: the whole mapping was
         for item in assignments:
             if "=" not in item:
                 raise ValueError(f"override {item!r} must look like key=value (e.g. sim.rounds=5)")
@@ -208,7 +217,38 @@ class ExperimentConfig:
             if parsed is not None and not isinstance(parsed, str) and is_text_field(path):
                 parsed = text  # name=42 is the name "42", not the int 42
             _assign(raw, path, parsed, key)
+            if path == ["strategy_options"]:
+                explicit = None
+            elif path[0] == "strategy_options" and explicit is not None:
+                explicit.add(path[1])
+        switched = raw["strategy"] != self.strategy and isinstance(raw["strategy_options"], dict)
+        if switched and explicit is not None:
+            raw["strategy_options"] = _drop_foreign_options(raw["strategy"], raw["strategy_options"],
+                                                            keep=explicit, previous=self.strategy)
         return ExperimentConfig.from_dict(raw)
+
+
+def strategy_option_names(strategy: str) -> set[str] | None:
+    """The option names ``strategy`` accepts (none for ``centralized``); None for a name no
+    registry knows (:meth:`ExperimentConfig.validate` reports it)."""
+    from fedpia.strategies import STRATEGIES, strategy_fields
+
+    if strategy == "centralized":
+        return set()
+    return set(strategy_fields(strategy)) if strategy in STRATEGIES else None
+
+
+def _drop_foreign_options(strategy: Any, options: dict[str, Any], *, keep: set[str],
+                          previous: str) -> dict[str, Any]:
+    """``options`` without the keys ``strategy`` does not accept, except those in ``keep``."""
+    accepted = strategy_option_names(strategy) if isinstance(strategy, str) else None
+    if accepted is None:
+        return options
+    dropped = sorted(k for k in options if k not in accepted and k not in keep)
+    if dropped:
+        log.info("note: strategy %r takes no option(s) %s (set for %r): dropped", strategy,
+                 dropped, previous)
+    return {k: v for k, v in options.items() if k not in dropped}
 
 
 def is_text_field(path: list[str]) -> bool:
