@@ -53,7 +53,7 @@ def test_run_writes_results_report_and_checkpoint(tmp_path):
     assert [h["eval"] for h in fresh["history"]] == [h["eval"] for h in results["history"]]
     # resuming under another config is refused, naming the field (seed, lr schedule would differ)
     for extra, needle in ((["--set", "sim.seed=7"], "sim.seed: 0 -> 7"),
-                          (["--set", "sim.rounds=3"], "sim.rounds: 2 -> 3"),
+                          (["--set", "sim.rounds=1"], "sim.rounds: 2 -> 1"),  # only extends
                           (["--overwrite"], "exclude each other"),
                           (["--engine", "flower"], "not supported with engine 'flower'")):
         res5 = runner.invoke(app, ["run", "--preset", "demo", *TINY, *extra, "--out", str(out), "--resume"])

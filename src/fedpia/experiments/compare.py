@@ -19,12 +19,8 @@ from fedpia.experiments.report import (
     per_client,
     plot_compare,
 )
-from fedpia.experiments.runner import (
-    check_resume_config,
-    provenance,
-    refuse_existing_run,
-    run_experiment,
-)
+from fedpia.experiments.resume import check_resume_config, refuse_existing_run
+from fedpia.experiments.runner import provenance, run_experiment
 from fedpia.experiments.variants import apply_variant
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from fedpia.experiments.config import ExperimentConfig
+from fedpia.experiments.resume import check_resume_config, finished_results, refuse_existing_run
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +95,22 @@ def run_experiment(
 
     An ``out_dir`` that already holds a run (``results.json`` or checkpoints) is refused with
     ``FileExistsError`` unless ``resume`` (continue it) or ``overwrite`` (start over) is set, so
-    an earlier run is never replaced by accident.
+    an earlier run is never replaced by accident. ``resume`` with a larger ``sim.rounds``
+    extends the run (:mod:`fedpia.experiments.resume`).
     """
     from fedpia.rounds import build_run
     from fedpia.sim import Simulator
 
-    run = build_run(cfg)
     out = Path(out_dir)
     ckpt = out / "checkpoints"
     refuse_existing_run(out, resume=resume, overwrite=overwrite)
     if resume:
-        check_resume_config(out, cfg)
-        done = _finished_results(out, cfg)
+        cfg = check_resume_config(out, cfg)
+        done = finished_results(out, cfg)
         if done is not None:
             log.info("%s: the run in %s is already finished (%d rounds)", cfg.name, out, cfg.sim.rounds)
             return done
+    run = build_run(cfg)
     t0 = time.perf_counter()
     if cfg.engine != "flower":
         run.model  # noqa: B018  (built now: a model error leaves no folder behind)
@@ -154,76 +156,6 @@ def run_experiment(
 
     (out / "report.md").write_text(experiment_report(results, out_dir=out))
     return results
-
-
-_RESUME_FREE = ("data_root",)  # may differ on resume (the data moved); everything else may not
-
-
-def _finished_results(out: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
-    """The saved results of a finished run in ``out`` (all ``sim.rounds`` rounds), else None."""
-    path = out / "results.json"
-    if not path.is_file():
-        return None
-    results = json.loads(path.read_text())
-    return results if len(results.get("history", [])) == cfg.sim.rounds else None
-
-
-def check_resume_config(out: Path, cfg: ExperimentConfig) -> None:
-    """Refuse to resume a run in ``out`` under a different config (a resumed run must equal the
-    uninterrupted one: seeds, client heads, the lr schedule over ``sim.rounds`` depend on it),
-    and with the Flower engine (no fedpia checkpoints). The saved config is ``out/config.json``
-    (written when a run starts; ``results.json`` of runs from before it existed). A folder with
-    nothing to resume yet (no checkpoint, no results) accepts any config."""
-    if cfg.engine == "flower":
-        raise ValueError("resume is not supported with engine 'flower' (a Flower run keeps no "
-                         "fedpia checkpoints); start over with overwrite (--overwrite)")
-    ckpt = out / "checkpoints"
-    progress = [ckpt / "checkpoint", ckpt / "checkpoint.old", out / "results.json"]
-    if not any(p.exists() for p in progress):
-        return
-    saved = None
-    for name in ("config.json", "results.json"):
-        path = out / name
-        if path.is_file():
-            raw = json.loads(path.read_text())
-            saved = raw if name == "config.json" else raw.get("config")
-            break
-    if saved is None:
-        if ckpt.exists():
-            log.warning("%s has checkpoints but no saved config: cannot check that it matches", out)
-        return
-    now = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, like the saved JSON
-    diffs = [f"{k}: {a!r} -> {b!r}" for k, a, b in _diff(saved, now) if k not in _RESUME_FREE]
-    if diffs:
-        raise ValueError(f"cannot resume the run in {out} with a different config ({'; '.join(diffs)}); "
-                         "resume with the same settings, or start over with overwrite (--overwrite)")
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [(prefix.rstrip("."), a, b)]
-
-
-def refuse_existing_run(out: Path, *, resume: bool, overwrite: bool,
-                        markers: tuple[str, ...] = ("results.json", "checkpoints")) -> None:
-    """FileExistsError if ``out`` holds a run (any of ``markers``) and neither ``resume`` nor
-    ``overwrite`` is set (ValueError if both are)."""
-    if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other: resume (--resume) continues the "
-                         "run in the output folder, overwrite (--overwrite) starts over")
-    if resume or overwrite:
-        return
-    found = [out / m for m in markers if (out / m).exists()]
-    if found:
-        raise FileExistsError(
-            f"{out} already holds a run ({', '.join(p.name for p in found)}); "
-            "pass resume=True (--resume) to continue it, overwrite=True (--overwrite) to start over, "
-            "or choose another output folder"
-        )
 
 
 def _write_json(path: Path, obj: Any) -> None:
