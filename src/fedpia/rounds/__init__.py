@@ -32,9 +32,11 @@ from fedpia.rounds.client import (
 from fedpia.rounds.config import (
     ENGINES,
     FAILURE_POLICIES,
+    LOGGING_BACKENDS,
     NORM_BOUNDS,
     ExperimentConfig,
     FlowerConfig,
+    LoggingConfig,
     RobustConfig,
     SimConfig,
 )
@@ -56,6 +58,7 @@ __all__ = [
     "ENGINES",
     "FAILURE_POLICIES",
     "FAULT_KINDS",
+    "LOGGING_BACKENDS",
     "NORM_BOUNDS",
     "RECORD_KEYS",
     "STREAMS",
@@ -63,6 +66,7 @@ __all__ = [
     "ExperimentConfig",
     "Fault",
     "FlowerConfig",
+    "LoggingConfig",
     "RobustConfig",
     "RoundFailed",
     "RoundOutcome",

@@ -2,7 +2,7 @@
 
 ``ExperimentConfig`` nests typed sections (``sim``: the round protocol, ``train``: local
 optimisation, ``robust``: screening and bounded influence, ``flower``: Flower-only transport
-knobs) and keeps the model and strategy knobs as plain mappings validated by their own
+knobs, ``logging``: where per-round metrics go) and keeps the model and strategy knobs as plain mappings validated by their own
 registries (``fedpia.models.ModelConfig``, ``fedpia.strategies.build_strategy``). Overrides use
 dotted keys: ``sim.rounds=5``, ``strategy_options.gamma=2``, ``model.peft=lora``,
 ``robust.norm_factor=3``. Flower's flat ``run_config`` is a conversion of this config
@@ -122,8 +122,33 @@ class FlowerConfig:
             raise ValueError(f"flower.timeout must be > 0, got {self.timeout}")
 
 
+LOGGING_BACKENDS = ("csv", "tensorboard", "mlflow")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where a run's per-round metrics go besides ``results.json`` (``fedpia.experiments.loggers``).
+
+    ``backends``: any of ``"csv"`` (``OUT/rounds.csv``, on by default), ``"tensorboard"`` (extra
+    ``tensorboard``), ``"mlflow"`` (``pip install mlflow``). ``dir``: TensorBoard's log folder
+    (None = ``OUT/tensorboard``; a given folder gets one subfolder per run, named after OUT).
+    ``mlflow_uri``: MLflow tracking URI (None = MLflow's own default, ``MLFLOW_TRACKING_URI``).
+    Not part of a run's identity: may change on ``--resume``."""
+
+    backends: tuple[str, ...] = ("csv",)
+    dir: str | None = None
+    mlflow_uri: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.backends if b not in LOGGING_BACKENDS]
+        if unknown:
+            raise ValueError(f"logging.backends: unknown {unknown}; allowed: {list(LOGGING_BACKENDS)}")
+        if len(set(self.backends)) != len(self.backends):
+            raise ValueError(f"logging.backends names a backend twice: {list(self.backends)}")
+
+
 SECTIONS: dict[str, type] = {"sim": SimConfig, "train": TrainConfig, "robust": RobustConfig,
-                             "flower": FlowerConfig}
+                             "flower": FlowerConfig, "logging": LoggingConfig}
 FREE_DICTS = ("setting_options", "model", "strategy_options")
 
 
@@ -142,6 +167,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     robust: RobustConfig = field(default_factory=RobustConfig)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     engine: str = "inprocess"
 
     def __post_init__(self) -> None:
