@@ -137,6 +137,26 @@ def test_switching_strategy_resets_the_preset_options(tmp_path):
     assert config["strategy"] == "fedavg" and config["strategy_options"] == {}
 
 
+def test_logger_option_adds_a_backend_and_reports_a_missing_package(tmp_path, monkeypatch):
+    out = tmp_path / "tb"
+    res = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--set", "sim.rounds=1",
+                              "--logger", "tensorboard", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["logging"]["backends"] == ["csv", "tensorboard"]
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert (out / "rounds.csv").read_text().startswith("round,client,view,accuracy")
+    res = runner.invoke(app, ["run", "--preset", "demo", "--logger", "wandb", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "logging.backends: unknown ['wandb']" in " ".join(res.output.split())
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    res = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--logger", "mlflow", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "pip install mlflow" in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "m").exists()
+
+
 def test_config_file_and_data_summary(tmp_path, shared_data):
     cfg = tmp_path / "exp.toml"
     cfg.write_text('name = "toml"\nsetting = "synthetic"\nstrategy = "fedavg"\n'

@@ -42,6 +42,13 @@ def _ckpt_round(out: Path) -> int:
         return 0
 
 
+def _csv_without_timings(out: Path) -> list[dict[str, str]]:
+    import csv
+
+    with (out / "rounds.csv").open(newline="") as f:
+        return [{k: v for k, v in row.items() if not k.endswith("_time")} for row in csv.DictReader(f)]
+
+
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     p = _run(full)
@@ -54,11 +61,16 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     q.wait()
     assert 2 <= _ckpt_round(killed) < 5
     assert not (killed / "results.json").exists()
+    logged = {int(row["round"]) for row in _csv_without_timings(killed)}  # flushed before the kill
+    assert set(range(1, _ckpt_round(killed) + 1)) <= logged
     assert _run(killed).wait(timeout=600) == 0
     assert p.wait(timeout=600) == 0
     a = json.loads((full / "results.json").read_text())
     b = json.loads((killed / "results.json").read_text())
     assert [h["eval"] for h in a["history"]] == [h["eval"] for h in b["history"]]
+    # rounds.csv survived the kill and the resume appended to it: no round twice, same numbers
+    assert _csv_without_timings(killed) == _csv_without_timings(full)
+    assert len(_csv_without_timings(full)) == 5 * 2 * 2  # rounds x clients x views
     ta = load_file(str(full / "checkpoints" / "checkpoint" / "tensors.safetensors"))
     tb = load_file(str(killed / "checkpoints" / "checkpoint" / "tensors.safetensors"))
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)

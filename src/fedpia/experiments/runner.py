@@ -2,8 +2,9 @@
 
 ``run_experiment(cfg, out_dir)`` assembles the run with :func:`fedpia.rounds.build_run` (the same
 assembly both engines use), drives the chosen engine (in-process simulator by default, Flower
-simulation on request), checkpoints every round under ``out_dir/checkpoints`` and writes
-``out_dir/results.json`` and ``out_dir/report.md``.
+simulation on request), checkpoints every round under ``out_dir/checkpoints``, logs every round
+(``out_dir/rounds.csv`` and the other ``logging.backends``) and writes ``out_dir/results.json``
+and ``out_dir/report.md``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from fedpia.experiments.config import ExperimentConfig
+from fedpia.experiments.loggers import RunLogger, RunLoggers, build_loggers
 from fedpia.experiments.resume import check_resume_config, finished_results, refuse_existing_run
 
 log = logging.getLogger(__name__)
@@ -90,19 +92,21 @@ def run_experiment(
     resume: bool = False,
     overwrite: bool = False,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    loggers: Sequence[RunLogger] = (),
 ) -> dict[str, Any]:
     """Run ``cfg`` and write ``results.json`` + ``report.md`` into ``out_dir``; returns the results.
 
     An ``out_dir`` that already holds a run (``results.json`` or checkpoints) is refused with
     ``FileExistsError`` unless ``resume`` (continue it) or ``overwrite`` (start over) is set, so
     an earlier run is never replaced by accident. ``resume`` with a larger ``sim.rounds``
-    extends the run (:mod:`fedpia.experiments.resume`).
+    extends the run (:mod:`fedpia.experiments.resume`). Per-round metrics also go to the
+    loggers of ``cfg.logging.backends`` (``rounds.csv`` by default) and to ``loggers``
+    (:class:`~fedpia.experiments.loggers.RunLogger`); ``on_event(event, info)`` sees the
+    engine's progress events (``round_start``, ``client_done``, ``round_end``, ...).
     """
     from fedpia.rounds import build_run
-    from fedpia.sim import Simulator
 
     out = Path(out_dir)
-    ckpt = out / "checkpoints"
     refuse_existing_run(out, resume=resume, overwrite=overwrite)
     if resume:
         cfg = check_resume_config(out, cfg)
@@ -115,47 +119,71 @@ def run_experiment(
     if cfg.engine != "flower":
         run.model  # noqa: B018  (built now: a model error leaves no folder behind)
     data = run.data  # checks sim.min_clients too (before the folder exists)
+    events = RunLoggers([*build_loggers(cfg, out), *loggers], on_event)  # a missing package too
     if resume and cfg.strategy == "centralized":
         log.warning("centralized training keeps no checkpoints: %s starts from round 1", out)
     out.mkdir(parents=True, exist_ok=True)  # only now: a config, data or model error leaves no folder
     if overwrite:  # start over: no stale checkpoint a later resume could pick up
-        shutil.rmtree(ckpt, ignore_errors=True)
-        for name in ("results.json", "report.md"):
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
+        for name in ("results.json", "report.md", "rounds.csv", "mlflow_run_id"):
             (out / name).unlink(missing_ok=True)
     _write_json(out / "config.json", cfg.to_dict())
     tasks = {c.name: c.task for c in data.clients}
+    try:
+        history = _run_engine(cfg, run, out / "checkpoints", resume=resume, events=events, tasks=tasks)
+        results = {
+            "config": cfg.to_dict(),
+            "provenance": provenance(),
+            "data": {c.name: {"task": c.task, "train": len(c.train), "test": len(c.test)}
+                     for c in data.clients},
+            "history": history,
+            "summary": summarize(history, tasks),
+            "elapsed": time.perf_counter() - t0,
+        }
+        _write_json(out / "results.json", results)
+        from fedpia.experiments.report import experiment_report
+
+        (out / "report.md").write_text(experiment_report(results, out_dir=out))
+    except BaseException:
+        events.end(None)
+        raise
+    events.end(results)
+    return results
+
+
+def _run_engine(cfg: ExperimentConfig, run: Any, ckpt: Path, *, resume: bool, events: RunLoggers,
+                tasks: dict[str, str]) -> list[dict[str, Any]]:
+    """Drive the chosen engine and return the history; ``events.start`` gets the rounds a
+    resumed run already has, ``events`` every round record as the run goes."""
+    def start(done: list[dict[str, Any]]) -> None:
+        events.start(cfg.to_dict(), tasks=tasks, history=done)
+
     if cfg.engine == "flower":
         from fedpia.flower import run_flower_simulation
 
+        start([])
         history = run_flower_simulation(cfg)
-    elif cfg.strategy == "centralized":
+        for record in history:  # Flower's simulation reports its rounds at the end
+            events.round(record)
+        return history
+    if cfg.strategy == "centralized":
         from fedpia.sim.centralized import run_centralized
 
-        history = run_centralized(run.model, data, sim=cfg.sim, train=cfg.train,
-                                  on_event=on_event)
-    else:
-        sim = Simulator.from_run(run, checkpoint_dir=ckpt, on_event=on_event)
-        state = None
-        if resume:
-            if (ckpt / "checkpoint").exists() or (ckpt / "checkpoint.old").exists():
-                state = sim.resume_state()
-                log.info("resuming %s after round %d", cfg.name, state.round)
-            else:
-                log.info("no checkpoint under %s: starting from round 1", ckpt)
-        history = sim.run(state).history
-    results = {
-        "config": cfg.to_dict(),
-        "provenance": provenance(),
-        "data": {c.name: {"task": c.task, "train": len(c.train), "test": len(c.test)} for c in data.clients},
-        "history": history,
-        "summary": summarize(history, tasks),
-        "elapsed": time.perf_counter() - t0,
-    }
-    _write_json(out / "results.json", results)
-    from fedpia.experiments.report import experiment_report
+        start([])
+        return run_centralized(run.model, run.data, sim=cfg.sim, train=cfg.train, on_event=events)
+    from fedpia.sim import Simulator
 
-    (out / "report.md").write_text(experiment_report(results, out_dir=out))
-    return results
+    sim = Simulator.from_run(run, checkpoint_dir=ckpt, on_event=events)
+    state = None
+    if resume:
+        if (ckpt / "checkpoint").exists() or (ckpt / "checkpoint.old").exists():
+            state = sim.resume_state()
+            log.info("resuming %s after round %d", cfg.name, state.round)
+        else:
+            log.info("no checkpoint under %s: starting from round 1", ckpt)
+    start(state.history if state else [])
+    return sim.run(state).history
 
 
 def _write_json(path: Path, obj: Any) -> None:
