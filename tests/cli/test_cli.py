@@ -33,7 +33,9 @@ def test_run_writes_results_report_and_checkpoint(tmp_path):
     assert results["provenance"]["versions"]["torch"] == metadata.version("torch")  # the torch installed
     assert set(results["summary"]["per_client"]) == {"client0-x-ray-vqa", "client1-ct-vqa"}
     assert results["summary"]["bytes_communicated"] > 0
-    assert "| **mean** |" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| **mean** |" in report and "(metric_vs_round.png)" in report  # the run's plot, linked
+    assert (out / "metric_vs_round.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "checkpoints" / "checkpoint" / "meta.json").exists()
     # --resume on a finished run does no more rounds and reproduces the results
     res2 = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--out", str(out), "--resume"])
