@@ -127,7 +127,7 @@ def test_switching_strategy_drops_the_options_it_does_not_take(caplog):
 
     base = get_preset("demo")  # fedpia with {"gamma": 1.0, "mix": 0.5}
     assert base.strategy_options == {"gamma": 1.0, "mix": 0.5}
-    with caplog.at_level("INFO", logger="fedpia.rounds.config"):
+    with caplog.at_level("INFO", logger="fedpia.rounds.overrides"):
         fedavg = base.with_overrides(["strategy=fedavg"])
     assert fedavg.strategy_options == {}
     assert "['gamma', 'mix']" in caplog.text and "'fedavg'" in caplog.text
