@@ -101,6 +101,9 @@ def test_round_rows_and_scalars_of_a_record():
     assert sc["global/headline"] == pytest.approx((0.4 + 0.2) / 2)
     assert sc["global/accuracy/b"] == 0.2 and sc["train/loss/a"] == 1.0
     assert sc["round/bytes_up"] == 10.0 and sc["round/skipped"] == 0.0
+    # a record without evaluations (e.g. a round 0 of a one-shot initialisation) has no rows
+    assert round_rows({"round": 0, "clients": {}}) == []
+    assert round_scalars({"round": 0}, {})["round/skipped"] == 0.0
     # the headline of a multilabel client is micro F1
     assert round_scalars(_record(1, 0.6, metric="f1_micro"), {"a": "multilabel", "b": "multilabel"})[
         "personalized/headline"] == 0.6

@@ -75,7 +75,7 @@ def round_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     common = {k: record.get(k) for k in ROUND_COLUMNS}
     common["skipped"] = common["skipped"] or ""
     rows = []
-    for client, views in record["eval"].items():
+    for client, views in record.get("eval", {}).items():
         info = record.get("clients", {}).get(client, {})
         train = {(k if k.startswith("train_") else f"train_{k}"): _number(v) for k, v in info.items()
                  if isinstance(v, Real)}
@@ -97,7 +97,7 @@ def round_scalars(record: dict[str, Any], tasks: dict[str, str]) -> dict[str, fl
 
     out: dict[str, float] = {}
     for view in ("personalized", "global"):
-        per = {c: res[view] for c, res in record["eval"].items() if view in res}
+        per = {c: res[view] for c, res in record.get("eval", {}).items() if view in res}
         if per:
             out[f"{view}/headline"] = float(np.mean([m[primary_metric(tasks[c])] for c, m in per.items()]))
         for metric in sorted({k for m in per.values() for k in m}):

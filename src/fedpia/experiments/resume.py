@@ -92,7 +92,8 @@ def finished_results(out: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     results = json.loads(path.read_text())
-    return results if len(results.get("history", [])) == cfg.sim.rounds else None
+    history = results.get("history", [])
+    return results if history and history[-1].get("round") == cfg.sim.rounds else None
 
 
 def _keep_schedule(cfg: ExperimentConfig, saved_rounds: int, saved_schedule: int) -> ExperimentConfig:
