@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile constraints.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(PIP_VERSION)
 	$(INSTALL) $(TORCH)
-	$(INSTALL) -e ".[flower,hf,dev]"
+	$(INSTALL) -e ".[flower,hf,dev,tensorboard]"
 	# never a plain `pip install medmnist` (it replaces torch with a CUDA build): --no-deps,
 	# exact versions, one package per line in requirements-nodeps.txt
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt

@@ -31,7 +31,7 @@ PY
   *) echo "mode must be lowest|highest|pinned, got $mode" >&2; exit 2 ;;
 esac
 "$UV" venv -q -p "$python" "$venv"
-"$UV" pip install -q -p "$venv/bin/python" "${res[@]}" -e ".[flower,hf,dev]"
+"$UV" pip install -q -p "$venv/bin/python" "${res[@]}" -e ".[flower,hf,dev,tensorboard]"
 "$UV" pip install -q -p "$venv/bin/python" --no-deps -r requirements-nodeps.txt
 "$UV" pip freeze -p "$venv/bin/python" > "$venv/freeze.txt"
 "$venv/bin/python" -c 'import sys, torch, transformers; print(sys.version.split()[0], torch.__version__, transformers.__version__)'

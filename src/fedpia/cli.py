@@ -44,9 +44,18 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-# user errors (bad config, missing / unreadable files, an occupied --out): message + exit 2;
-# with --verbose the traceback is shown instead (a ValueError may also be a bug deep in a run)
-USER_ERRORS = (ValueError, OSError)
+# user errors (bad config, missing / unreadable files, an occupied --out, a logging backend whose
+# package is missing): message + exit 2; with --verbose the traceback is shown instead (a
+# ValueError may also be a bug deep in a run)
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError)
+LOGGER_HELP = ("also log each round to tensorboard | mlflow | csv (repeatable; OUT/rounds.csv is "
+               "always written unless logging.backends drops it)")
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from fedpia.experiments.loggers import LoggerUnavailable
+
+    return (*USER_ERRORS, LoggerUnavailable)
 
 
 def _user_error(exc: Exception, verbose: bool) -> None:
@@ -67,7 +76,7 @@ def _print_table(text: str) -> None:
 
 
 def _load_config(preset: str | None, config: Path | None, sets: list[str], data_root: Path | None,
-                 engine: str | None) -> Any:
+                 engine: str | None, loggers: list[str] = ()) -> Any:  # noqa: B006 (never mutated)
     from fedpia.experiments import ExperimentConfig, get_preset
 
     if preset and config:
@@ -80,6 +89,9 @@ def _load_config(preset: str | None, config: Path | None, sets: list[str], data_
     if engine:
         extra.append(f"engine={engine!r}")
     cfg = cfg.with_overrides(extra)
+    if loggers:  # added to the configured backends (rounds.csv stays on unless the config drops it)
+        backends = list(dict.fromkeys([*cfg.logging.backends, *loggers]))
+        cfg = cfg.with_overrides([f"logging.backends={backends!r}"])
     cfg.validate()
     return cfg
 
@@ -146,19 +158,20 @@ def run(
     data_root: Annotated[Path | None, typer.Option(help="folder with vqa_rad/, medmnist/, ...")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/run"),
     engine: Annotated[str | None, typer.Option(help="inprocess | flower")] = None,
-    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in --out")] = False,
+    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in --out; with a larger sim.rounds, extend the run")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an earlier run in --out")] = False,
+    logger: Annotated[list[str], typer.Option(help=LOGGER_HELP)] = [],  # noqa: B006
     verbose: Annotated[bool, typer.Option(help="debug logs; tracebacks instead of short errors")] = False,
 ) -> None:
-    """Run one experiment; writes OUT/results.json, OUT/report.md and checkpoints."""
+    """Run one experiment; writes OUT/results.json, OUT/report.md, OUT/rounds.csv, plots and checkpoints."""
     from fedpia.experiments import run_experiment
 
     _setup_logging(verbose)
     try:
-        cfg = _load_config(preset, config, set_, data_root, engine)
+        cfg = _load_config(preset, config, set_, data_root, engine, logger)
         with _Progress(cfg.sim.rounds) as prog:
             results = run_experiment(cfg, out_dir=out, resume=resume, overwrite=overwrite, on_event=prog)
-    except USER_ERRORS as exc:
+    except _user_errors() as exc:
         _user_error(exc, verbose)
     _print_table((out / "report.md").read_text())
     console.print(f"results: {out / 'results.json'}  (elapsed {results['elapsed']:.1f} s)")
@@ -176,8 +189,9 @@ def compare(
     set_: Annotated[list[str], typer.Option("--set", help="override a config field, e.g. sim.rounds=3 (repeatable)")] = [],  # noqa: B006
     data_root: Annotated[Path | None, typer.Option(help="folder with vqa_rad/, medmnist/, ...")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/compare"),
-    resume: Annotated[bool, typer.Option(help="continue runs from their checkpoints in --out")] = False,
+    resume: Annotated[bool, typer.Option(help="continue runs from their checkpoints in --out; with a larger sim.rounds, extend them")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace earlier runs in --out")] = False,
+    logger: Annotated[list[str], typer.Option(help=LOGGER_HELP)] = [],  # noqa: B006
     verbose: Annotated[bool, typer.Option(help="debug logs; tracebacks instead of short errors")] = False,
 ) -> None:
     """Run methods x seeds; writes OUT/summary.json, OUT/summary.md and plots."""
@@ -185,7 +199,7 @@ def compare(
 
     _setup_logging(verbose)
     try:
-        cfg = _load_config(preset, config, set_, data_root, None)
+        cfg = _load_config(preset, config, set_, data_root, None, logger)
         methods = [m.strip() for m in strategies.split(",") if m.strip()]
         try:
             seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -194,7 +208,7 @@ def compare(
         with _Progress(cfg.sim.rounds) as prog:
             summary = run_compare(cfg, methods=methods, seeds=seed_list, out_dir=out, resume=resume,
                                   overwrite=overwrite, on_event=prog)
-    except USER_ERRORS as exc:
+    except _user_errors() as exc:
         _user_error(exc, verbose)
     _print_table(summary["table"])
     console.print(f"summary: {out / 'summary.json'}; plots: {', '.join(summary['plots'])}")
@@ -210,7 +224,7 @@ def demo(
     Each call starts over in OUT (an earlier demo there is replaced)."""
     sets = [f"sim.rounds={rounds}"] if rounds else []
     compare(preset="demo", config=None, strategies="fedpia,fedavg", seeds="0", set_=sets,
-            data_root=None, out=out, resume=False, overwrite=True, verbose=False)
+            data_root=None, out=out, resume=False, overwrite=True, logger=[], verbose=False)
 
 
 @app.command()

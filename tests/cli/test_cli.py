@@ -33,7 +33,9 @@ def test_run_writes_results_report_and_checkpoint(tmp_path):
     assert results["provenance"]["versions"]["torch"] == metadata.version("torch")  # the torch installed
     assert set(results["summary"]["per_client"]) == {"client0-x-ray-vqa", "client1-ct-vqa"}
     assert results["summary"]["bytes_communicated"] > 0
-    assert "| **mean** |" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| **mean** |" in report and "(metric_vs_round.png)" in report  # the run's plot, linked
+    assert (out / "metric_vs_round.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "checkpoints" / "checkpoint" / "meta.json").exists()
     # --resume on a finished run does no more rounds and reproduces the results
     res2 = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--out", str(out), "--resume"])
@@ -53,7 +55,7 @@ def test_run_writes_results_report_and_checkpoint(tmp_path):
     assert [h["eval"] for h in fresh["history"]] == [h["eval"] for h in results["history"]]
     # resuming under another config is refused, naming the field (seed, lr schedule would differ)
     for extra, needle in ((["--set", "sim.seed=7"], "sim.seed: 0 -> 7"),
-                          (["--set", "sim.rounds=3"], "sim.rounds: 2 -> 3"),
+                          (["--set", "sim.rounds=1"], "sim.rounds: 2 -> 1"),  # only extends
                           (["--overwrite"], "exclude each other"),
                           (["--engine", "flower"], "not supported with engine 'flower'")):
         res5 = runner.invoke(app, ["run", "--preset", "demo", *TINY, *extra, "--out", str(out), "--resume"])
@@ -109,7 +111,8 @@ def test_errors_are_clear_and_exit_2(tmp_path):
         (["run", "--preset", "t1-vqarad", "--set", "setting_options.max_train=abc"],
          "setting_options.max_train must be an integer"),
         (["run", "--preset", "demo", "--set", "train.local_steps=-3"], "train.local_steps must be >= 0"),
-        (["run", "--preset", "demo", "--set", "strategy=fedavg"], "strategy_options={}"),
+        (["run", "--preset", "demo", "--set", "strategy_options.gamma=2", "--set", "strategy=fedavg"],
+         "'fedavg' has no option(s) ['gamma']"),
         (["run", "--preset", "demo", "--set", "sim.min_clients=10"], "sim.min_clients=10"),
         (["run", "--preset", "demo", "--set", "model.pretrained=/nonexistent/ckpt"],
          "no such checkpoint directory"),
@@ -123,6 +126,37 @@ def test_errors_are_clear_and_exit_2(tmp_path):
         assert res.exit_code == 2, (args, res.output)
         assert needle in " ".join(res.output.split()), (args, res.output)
         assert not (tmp_path / "out").exists(), args  # a refused run leaves no folder behind
+
+
+def test_switching_strategy_resets_the_preset_options(tmp_path):
+    """`--set strategy=fedavg` on the FedPIA demo preset runs FedAvg (it exited 2 before)."""
+    out = tmp_path / "fedavg"
+    res = runner.invoke(app, ["run", "--preset", "demo", "--set", "strategy=fedavg", *TINY,
+                              "--set", "sim.rounds=1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "takes no option(s) ['gamma', 'mix']" in " ".join(res.output.split())
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["strategy"] == "fedavg" and config["strategy_options"] == {}
+
+
+def test_logger_option_adds_a_backend_and_reports_a_missing_package(tmp_path, monkeypatch):
+    out = tmp_path / "tb"
+    res = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--set", "sim.rounds=1",
+                              "--logger", "tensorboard", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["logging"]["backends"] == ["csv", "tensorboard"]
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert (out / "rounds.csv").read_text().startswith("round,client,view,accuracy")
+    res = runner.invoke(app, ["run", "--preset", "demo", "--logger", "wandb", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "logging.backends: unknown ['wandb']" in " ".join(res.output.split())
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    res = runner.invoke(app, ["run", "--preset", "demo", *TINY, "--logger", "mlflow", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "pip install mlflow" in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_config_file_and_data_summary(tmp_path, shared_data):

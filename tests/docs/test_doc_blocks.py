@@ -135,14 +135,17 @@ def shell_commands(code: str) -> list[list[str]]:
 
 
 def tiny_overrides(argv: list[str]) -> list[str]:
-    """``--set`` options that shrink a run/compare to seconds (1 round, few samples per client)."""
+    """``--set`` options that shrink a run/compare to seconds (few samples per client, 1 round
+    unless the command itself sets ``sim.rounds`` to at most 4, e.g. to show an extension)."""
     from fedpia.data import SETTINGS
     from fedpia.experiments import get_preset
 
     preset = argv[argv.index("--preset") + 1] if "--preset" in argv else "demo"
     setting = get_preset(preset).setting
     params = inspect.signature(SETTINGS[setting]).parameters
-    sets = ["sim.rounds=1", "train.local_steps=1", "train.batch_size=4"]
+    rounds = [a.split("=", 1)[1] for a in argv if a.startswith("sim.rounds=")]
+    few = bool(rounds) and rounds[-1].isdigit() and int(rounds[-1]) <= 4
+    sets = ([] if few else ["sim.rounds=1"]) + ["train.local_steps=1", "train.batch_size=4"]
     if "max_train" in params:
         sets += ["setting_options.max_train=8", "setting_options.max_test=4"]
     if "max_val" in params:

@@ -56,7 +56,7 @@ def test_makefile_installs_the_pinned_torch_first_and_nodeps_packages_without_de
     torch = re.search(r"^TORCH := torch==(\S+)$", MAKEFILE, re.M)
     assert torch and Version(torch[1]) == CONSTRAINTS["torch"]
     recipe = MAKEFILE[MAKEFILE.index("$(STAMP):"):MAKEFILE.index("touch $(STAMP)")]
-    order = [recipe.index(x) for x in ("$(TORCH)", '-e ".[flower,hf,dev]"', "--no-deps -r requirements-nodeps.txt")]
+    order = [recipe.index(x) for x in ("$(TORCH)", '-e ".[flower,hf,dev,tensorboard]"', "--no-deps -r requirements-nodeps.txt")]
     assert order == sorted(order)
     assert "-c constraints.txt" in MAKEFILE.split("INSTALL :=")[1].splitlines()[0]
     assert "medmnist" in NODEPS and all(canonicalize_name(r.name) != "medmnist" for r in REQS)

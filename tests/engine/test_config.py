@@ -123,3 +123,37 @@ def test_heads_differ_across_clients_and_seeds():
     assert not torch.equal(h00[key], h10[key])  # seeds differ
     again = build_run(ExperimentConfig.from_dict({**TINY, "sim": {"seed": 0}}))
     assert all(torch.equal(h00[k], _head(again, 0)[k]) for k in h00)  # and are reproducible
+
+
+def test_switching_strategy_drops_the_options_it_does_not_take(caplog):
+    """``strategy=NAME`` resets the preset's options NAME has no use for (with a note naming
+    them), keeps the ones it accepts, and never touches options set in the same call."""
+    from fedpia.experiments import get_preset
+
+    base = get_preset("demo")  # fedpia with {"gamma": 1.0, "mix": 0.5}
+    assert base.strategy_options == {"gamma": 1.0, "mix": 0.5}
+    with caplog.at_level("INFO", logger="fedpia.rounds.overrides"):
+        fedavg = base.with_overrides(["strategy=fedavg"])
+    assert fedavg.strategy_options == {}
+    assert "['gamma', 'mix']" in caplog.text and "'fedavg'" in caplog.text
+    fedavg.validate()
+    assert base.with_overrides(["strategy=fedavg-mix"]).strategy_options == {"mix": 0.5}  # accepted: kept
+    assert base.with_overrides(["strategy=centralized"]).strategy_options == {}
+    assert base.with_overrides(["strategy=fedpia"]).strategy_options == base.strategy_options
+    # an option set in the same call applies whatever the order of the assignments
+    for sets in (["strategy=fedavg-mix", "strategy_options.mix=0.9"],
+                 ["strategy_options.mix=0.9", "strategy=fedavg-mix"]):
+        assert base.with_overrides(sets).strategy_options == {"mix": 0.9}
+    for sets in (["strategy=fedprox", "strategy_options.gamma=2"],
+                 ["strategy_options.gamma=2", "strategy=fedprox"]):
+        cfg = base.with_overrides(sets)
+        assert cfg.strategy_options == {"gamma": 2}  # asked for: kept, so validate names it
+        with pytest.raises(ValueError, match=r"'fedprox' has no option\(s\) \['gamma'\]"):
+            cfg.validate()
+    whole = base.with_overrides(['strategy_options={"mu": 0.1}', "strategy=fedprox"])
+    assert whole.strategy_options == {"mu": 0.1}
+    # a name no registry knows: options untouched, validate names the strategy
+    bogus = base.with_overrides(["strategy=bogus"])
+    assert bogus.strategy_options == base.strategy_options
+    with pytest.raises(ValueError, match="unknown strategy 'bogus'"):
+        bogus.validate()

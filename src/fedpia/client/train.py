@@ -25,6 +25,9 @@ class TrainConfig:
     ``local_epochs`` passes over the client's training split per round, or exactly ``local_steps``
     minibatch steps when > 0. The learning rate follows a round-level schedule: linear warm-up over
     the first ``warmup_frac`` of the rounds, then linear decay (see :func:`round_lr`).
+    ``schedule_rounds``: the rounds that schedule spans (0 = all of ``sim.rounds``); later rounds
+    keep its last lr. A run extended with ``--resume --set sim.rounds=N`` records the rounds it
+    had here, so that the extended run is this config run from scratch.
     """
 
     lr: float = 1e-4
@@ -35,6 +38,7 @@ class TrainConfig:
     local_steps: int = 0
     warmup_frac: float = 0.1
     max_grad_norm: float = 1.0
+    schedule_rounds: int = 0
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -48,6 +52,8 @@ class TrainConfig:
             raise ValueError("train.local_epochs or train.local_steps must be >= 1")
         if not 0.0 <= self.warmup_frac < 1.0:
             raise ValueError(f"train.warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        if self.schedule_rounds < 0:
+            raise ValueError(f"train.schedule_rounds must be >= 0 (0 = sim.rounds), got {self.schedule_rounds}")
 
     def steps_for(self, n: int) -> int:
         if self.local_steps > 0:
@@ -56,13 +62,16 @@ class TrainConfig:
 
 
 def round_lr(cfg: TrainConfig, round_: int, num_rounds: int) -> float:
-    """lr at 1-based ``round_``: warm-up to cfg.lr over ceil(warmup_frac·R) rounds, then linear
-    decay reaching cfg.lr / (R - W + 1) in the last round (never 0, so every round trains)."""
-    warm = math.ceil(cfg.warmup_frac * num_rounds)
-    if round_ <= warm:
-        return cfg.lr * round_ / (warm + 1)
-    remaining = num_rounds - warm
-    return cfg.lr * (num_rounds - round_ + 1) / remaining
+    """lr at 1-based ``round_`` of a schedule over H = ``cfg.schedule_rounds`` rounds (0: H =
+    ``num_rounds``): warm-up ``lr·r/(W+1)`` for r <= W = ceil(warmup_frac·H), then linear decay
+    ``lr·(H−r+1)/(H−W)``, reaching lr/(H−W+1) in round H (never 0, so every round trains).
+    Rounds after H keep that last lr."""
+    horizon = cfg.schedule_rounds or num_rounds
+    r = min(round_, horizon)
+    warm = math.ceil(cfg.warmup_frac * horizon)
+    if r <= warm:
+        return cfg.lr * r / (warm + 1)
+    return cfg.lr * (horizon - r + 1) / (horizon - warm)
 
 
 def task_loss(task: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

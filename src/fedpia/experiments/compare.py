@@ -11,20 +11,10 @@ from typing import Any
 import numpy as np
 
 from fedpia.experiments.config import ExperimentConfig
-from fedpia.experiments.report import (
-    NOTE,
-    STD_NOTE,
-    compare_table,
-    curves,
-    per_client,
-    plot_compare,
-)
-from fedpia.experiments.runner import (
-    check_resume_config,
-    provenance,
-    refuse_existing_run,
-    run_experiment,
-)
+from fedpia.experiments.plots import plot_compare
+from fedpia.experiments.report import NOTE, STD_NOTE, compare_table, curves, per_client
+from fedpia.experiments.resume import check_resume_config, refuse_existing_run
+from fedpia.experiments.runner import provenance, run_experiment
 from fedpia.experiments.variants import apply_variant
 
 
@@ -115,5 +105,6 @@ def run_compare(
     ]
     (out / "summary.md").write_text("\n".join(md))
     summary["table"] = "\n".join(md)
-    summary["plots"] = [str(p) for p in plot_compare(runs, out)]
+    title = f"compare: {base.name} (setting {base.setting}), seeds {list(seeds)}"
+    summary["plots"] = [str(p) for p in plot_compare(runs, out, title=title)]
     return summary

@@ -94,8 +94,9 @@ def pia_section(history: list[dict[str, Any]], plot: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_pia(history: list[dict[str, Any]], path: Path) -> Path | None:
-    """``path`` (PNG): units moved and cost gain per round, server and client; None if no data."""
+def plot_pia(history: list[dict[str, Any]], path: Path, *, title: str = "FedPIA diagnostics") -> Path | None:
+    """``path`` (PNG, titled ``title``): units moved and cost gain per round, server and client;
+    None if no data."""
     rows = pia_rounds(history)
     if not rows:
         return None
@@ -118,6 +119,7 @@ def plot_pia(history: list[dict[str, Any]], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

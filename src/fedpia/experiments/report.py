@@ -1,4 +1,5 @@
-"""Markdown reports and PNG plots from results (data in, text/figures out)."""
+"""Markdown reports and the numbers behind the plots (data in, text out); the PNGs are drawn by
+:mod:`fedpia.experiments.plots`."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ NOTE = (
 
 def experiment_report(results: dict[str, Any], out_dir: Path | None = None) -> str:
     """Short markdown report of one run: config line, per-client final metrics, timings, and the
-    FedPIA diagnostics per round when the run has them (with ``out_dir``, their plot is written
-    there as ``pia_diagnostics.png`` and linked)."""
+    FedPIA diagnostics per round when the run has them. With ``out_dir``, the plots are written
+    there and linked: ``metric_vs_round.png`` (:func:`fedpia.experiments.plots.plot_run`) and,
+    for FedPIA, ``pia_diagnostics.png``."""
     from fedpia.experiments.pia_report import pia_section, plot_pia
+    from fedpia.experiments.plots import plot_run
 
     cfg, summ = results["config"], results["summary"]
     lines = [
@@ -50,7 +53,14 @@ def experiment_report(results: dict[str, Any], out_dir: Path | None = None) -> s
         "",
     ]
     history = results.get("history", [])
-    plot = plot_pia(history, Path(out_dir) / "pia_diagnostics.png") if out_dir else None
+    if out_dir:
+        curves = plot_run(results, Path(out_dir) / "metric_vs_round.png")
+        if curves:
+            lines += [f"![{cfg['name']}: headline metric per round, personalized and global views]"
+                      f"({curves.name})", ""]
+        lines += ["Per round, client and view: `rounds.csv`.", ""]
+    title = f"{cfg['name']}: FedPIA diagnostics (strategy {cfg['strategy']}, seed {cfg['sim']['seed']})"
+    plot = plot_pia(history, Path(out_dir) / "pia_diagnostics.png", title=title) if out_dir else None
     section = pia_section(history, plot.name if plot else None)
     return "\n".join(lines) + ("\n" + section if section else "")
 
@@ -112,10 +122,10 @@ def compare_table(runs: dict[str, list[dict[str, Any]]], *, view: str = "persona
 
 def curves(runs: dict[str, list[dict[str, Any]]], *, view: str = "personalized") -> dict[str, list[float]]:
     """Per method: the client-mean headline metric after each round, averaged over seeds."""
-    return {method: np.nanmean(arr, axis=0).tolist() for method, arr in _seed_curves(runs, view).items()}
+    return {method: np.nanmean(arr, axis=0).tolist() for method, arr in seed_curves(runs, view).items()}
 
 
-def _seed_curves(runs: dict[str, list[dict[str, Any]]], view: str) -> dict[str, np.ndarray]:
+def seed_curves(runs: dict[str, list[dict[str, Any]]], view: str) -> dict[str, np.ndarray]:
     """Per method: ``[seeds, rounds]`` client-mean headline metric after each round."""
     from fedpia.client import primary_metric
 
@@ -131,49 +141,3 @@ def _seed_curves(runs: dict[str, list[dict[str, Any]]], view: str) -> dict[str, 
             per_seed.append(seq)
         out[method] = np.array(per_seed, dtype=float)
     return out
-
-
-def plot_compare(runs: dict[str, list[dict[str, Any]]], out_dir: Path, *, view: str = "personalized") -> list[Path]:
-    """Write ``metric_vs_round.png`` and ``per_client.png``; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    paths = []
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, arr in _seed_curves(runs, view).items():
-        mean, std = 100 * np.nanmean(arr, axis=0), 100 * np.nanstd(arr, axis=0)
-        x = np.arange(1, len(mean) + 1)
-        line, = ax.plot(x, mean, marker="o", label=method)
-        if arr.shape[0] > 1:  # band: ± std over seeds
-            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("round")
-    ax.set_ylabel(f"client-mean metric ({view}) %")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(out_dir / "metric_vs_round.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-
-    clients = sorted({c for rs in runs.values() for r in rs for c in r["summary"]["per_client"]})
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(clients) * max(1, len(runs)) / 2), 4))
-    width = 0.8 / max(1, len(runs))
-    pc = per_client(runs, view=view)
-    for j, method in enumerate(runs):
-        stats = [pc[method].get(c, {"mean": np.nan, "std": 0.0}) for c in clients]
-        ax.bar(np.arange(len(clients)) + j * width, [100 * st["mean"] for st in stats], width,
-               yerr=[100 * st["std"] for st in stats], capsize=2, label=method)
-    ax.set_xticks(np.arange(len(clients)) + width * (len(runs) - 1) / 2, clients, rotation=20, fontsize=8)
-    ax.set_ylabel(f"final metric ({view}) %")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / "per_client.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-    return paths

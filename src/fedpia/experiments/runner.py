@@ -2,11 +2,11 @@
 
 ``run_experiment(cfg, out_dir)`` assembles the run with :func:`fedpia.rounds.build_run` (the same
 assembly both engines use), drives the chosen engine (in-process simulator by default, Flower
-simulation on request), checkpoints every round under ``out_dir/checkpoints`` and writes
-``out_dir/results.json`` and ``out_dir/report.md``. ``results["status"]`` is ``"failed"`` when
-no round completed (:func:`fedpia.rounds.run_failure`; ``fedpia run`` then exits non-zero);
-``results["privacy"]`` is the privacy ledger's report after the last round (ε for δ; None
-without DP).
+simulation on request), checkpoints every round under ``out_dir/checkpoints``, logs every round
+(``out_dir/rounds.csv`` and the other ``logging.backends``) and writes ``out_dir/results.json``
+and ``out_dir/report.md``. ``results["status"]`` is ``"failed"`` when no round completed
+(:func:`fedpia.rounds.run_failure`; ``fedpia run`` then exits non-zero); ``results["privacy"]``
+is the privacy ledger's report after the last round (ε for δ; None without DP).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from fedpia.experiments.config import ExperimentConfig
+from fedpia.experiments.loggers import RunLogger, RunLoggers, build_loggers
+from fedpia.experiments.resume import check_resume_config, finished_results, refuse_existing_run
 
 log = logging.getLogger(__name__)
 
@@ -92,76 +94,105 @@ def run_experiment(
     resume: bool = False,
     overwrite: bool = False,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    loggers: Sequence[RunLogger] = (),
 ) -> dict[str, Any]:
     """Run ``cfg`` and write ``results.json`` + ``report.md`` into ``out_dir``; returns the results.
 
     An ``out_dir`` that already holds a run (``results.json`` or checkpoints) is refused with
     ``FileExistsError`` unless ``resume`` (continue it) or ``overwrite`` (start over) is set, so
-    an earlier run is never replaced by accident.
+    an earlier run is never replaced by accident. ``resume`` with a larger ``sim.rounds``
+    extends the run (:mod:`fedpia.experiments.resume`). Per-round metrics also go to the
+    loggers of ``cfg.logging.backends`` (``rounds.csv`` by default) and to ``loggers``
+    (:class:`~fedpia.experiments.loggers.RunLogger`); ``on_event(event, info)`` sees the
+    engine's progress events (``round_start``, ``client_done``, ``round_end``, ...).
     """
     from fedpia.rounds import build_run
-    from fedpia.sim import Simulator
 
-    run = build_run(cfg)
     out = Path(out_dir)
-    ckpt = out / "checkpoints"
     refuse_existing_run(out, resume=resume, overwrite=overwrite)
     if resume:
-        check_resume_config(out, cfg)
-        done = _finished_results(out, cfg)
+        cfg = check_resume_config(out, cfg)
+        done = finished_results(out, cfg)
         if done is not None:
             log.info("%s: the run in %s is already finished (%d rounds)", cfg.name, out, cfg.sim.rounds)
             return done
+    run = build_run(cfg)
     t0 = time.perf_counter()
     if cfg.engine != "flower":
         run.model  # noqa: B018  (built now: a model error leaves no folder behind)
     data = run.data  # checks sim.min_clients too (before the folder exists)
+    events = RunLoggers([*build_loggers(cfg, out), *loggers], on_event)  # a missing package too
     if resume and cfg.strategy == "centralized":
         log.warning("centralized training keeps no checkpoints: %s starts from round 1", out)
     out.mkdir(parents=True, exist_ok=True)  # only now: a config, data or model error leaves no folder
     if overwrite:  # start over: no stale checkpoint a later resume could pick up
-        shutil.rmtree(ckpt, ignore_errors=True)
-        for name in ("results.json", "report.md"):
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
+        for name in ("results.json", "report.md", "rounds.csv", "mlflow_run_id"):
             (out / name).unlink(missing_ok=True)
     _write_json(out / "config.json", cfg.to_dict())
     tasks = {c.name: c.task for c in data.clients}
-    flower_failure = None
-    if cfg.engine == "flower":
-        history, flower_failure = _flower_history(cfg)
-    elif cfg.strategy == "centralized":
-        from fedpia.sim.centralized import run_centralized
+    try:
+        history, failure = _run_engine(cfg, run, out / "checkpoints", resume=resume, events=events,
+                                       tasks=tasks)
+        results = {
+            "config": cfg.to_dict(),
+            "provenance": provenance(),
+            "data": {c.name: {"task": c.task, "train": len(c.train), "test": len(c.test)}
+                     for c in data.clients},
+            "history": history,
+            "summary": summarize(history, tasks),
+            "status": "completed" if failure is None else "failed",
+            "failure": failure,
+            "privacy": history[-1].get("privacy") if history else None,
+            "elapsed": time.perf_counter() - t0,
+        }
+        _write_json(out / "results.json", results)
+        from fedpia.experiments.report import experiment_report
 
-        history = run_centralized(run.model, data, sim=cfg.sim, train=cfg.train,
-                                  on_event=on_event)
-    else:
-        sim = Simulator.from_run(run, checkpoint_dir=ckpt, on_event=on_event)
-        state = None
-        if resume:
-            if (ckpt / "checkpoint").exists() or (ckpt / "checkpoint.old").exists():
-                state = sim.resume_state()
-                log.info("resuming %s after round %d", cfg.name, state.round)
-            else:
-                log.info("no checkpoint under %s: starting from round 1", ckpt)
-        history = sim.run(state).history
+        (out / "report.md").write_text(experiment_report(results, out_dir=out))
+    except BaseException:
+        events.end(None)
+        raise
+    events.end(results)
+    return results
+
+
+def _run_engine(cfg: ExperimentConfig, run: Any, ckpt: Path, *, resume: bool, events: RunLoggers,
+                tasks: dict[str, str]) -> tuple[list[dict[str, Any]], str | None]:
+    """Drive the chosen engine; return the history and the run's failure (None: it completed,
+    :func:`fedpia.rounds.run_failure`). ``events.start`` gets the rounds a resumed run already
+    has, ``events`` every round record as the run goes."""
     from fedpia.rounds import run_failure
 
-    failure = flower_failure or run_failure(history)
-    results = {
-        "config": cfg.to_dict(),
-        "provenance": provenance(),
-        "data": {c.name: {"task": c.task, "train": len(c.train), "test": len(c.test)} for c in data.clients},
-        "history": history,
-        "summary": summarize(history, tasks),
-        "status": "completed" if failure is None else "failed",
-        "failure": failure,
-        "privacy": history[-1].get("privacy") if history else None,
-        "elapsed": time.perf_counter() - t0,
-    }
-    _write_json(out / "results.json", results)
-    from fedpia.experiments.report import experiment_report
+    def start(done: list[dict[str, Any]]) -> None:
+        events.start(cfg.to_dict(), tasks=tasks, history=done)
 
-    (out / "report.md").write_text(experiment_report(results, out_dir=out))
-    return results
+    if cfg.engine == "flower":
+        start([])
+        history, failure = _flower_history(cfg)
+        for record in history:  # Flower's simulation reports its rounds at the end
+            events.round(record)
+        return history, failure or run_failure(history)
+    if cfg.strategy == "centralized":
+        from fedpia.sim.centralized import run_centralized
+
+        start([])
+        history = run_centralized(run.model, run.data, sim=cfg.sim, train=cfg.train, on_event=events)
+        return history, run_failure(history)
+    from fedpia.sim import Simulator
+
+    sim = Simulator.from_run(run, checkpoint_dir=ckpt, on_event=events)
+    state = None
+    if resume:
+        if (ckpt / "checkpoint").exists() or (ckpt / "checkpoint.old").exists():
+            state = sim.resume_state()
+            log.info("resuming %s after round %d", cfg.name, state.round)
+        else:
+            log.info("no checkpoint under %s: starting from round 1", ckpt)
+    start(state.history if state else [])
+    history = sim.run(state).history
+    return history, run_failure(history)
 
 
 def _flower_history(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], str | None]:
@@ -175,77 +206,6 @@ def _flower_history(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], str | 
         if exc.result is None:
             raise
         return exc.result.history, exc.result.results.get("failure") or str(exc)
-
-
-_RESUME_FREE = ("data_root",)  # may differ on resume (the data moved); everything else may not
-
-
-def _finished_results(out: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
-    """The saved results of a finished run in ``out`` (all ``sim.rounds`` rounds), else None."""
-    path = out / "results.json"
-    if not path.is_file():
-        return None
-    results = json.loads(path.read_text())
-    history = results.get("history", [])
-    return results if history and history[-1].get("round") == cfg.sim.rounds else None
-
-
-def check_resume_config(out: Path, cfg: ExperimentConfig) -> None:
-    """Refuse to resume a run in ``out`` under a different config (a resumed run must equal the
-    uninterrupted one: seeds, client heads, the lr schedule over ``sim.rounds`` depend on it),
-    and with the Flower engine (no fedpia checkpoints). The saved config is ``out/config.json``
-    (written when a run starts; ``results.json`` of runs from before it existed). A folder with
-    nothing to resume yet (no checkpoint, no results) accepts any config."""
-    if cfg.engine == "flower":
-        raise ValueError("resume is not supported with engine 'flower' (a Flower run keeps no "
-                         "fedpia checkpoints); start over with overwrite (--overwrite)")
-    ckpt = out / "checkpoints"
-    progress = [ckpt / "checkpoint", ckpt / "checkpoint.old", out / "results.json"]
-    if not any(p.exists() for p in progress):
-        return
-    saved = None
-    for name in ("config.json", "results.json"):
-        path = out / name
-        if path.is_file():
-            raw = json.loads(path.read_text())
-            saved = raw if name == "config.json" else raw.get("config")
-            break
-    if saved is None:
-        if ckpt.exists():
-            log.warning("%s has checkpoints but no saved config: cannot check that it matches", out)
-        return
-    now = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, like the saved JSON
-    diffs = [f"{k}: {a!r} -> {b!r}" for k, a, b in _diff(saved, now) if k not in _RESUME_FREE]
-    if diffs:
-        raise ValueError(f"cannot resume the run in {out} with a different config ({'; '.join(diffs)}); "
-                         "resume with the same settings, or start over with overwrite (--overwrite)")
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [(prefix.rstrip("."), a, b)]
-
-
-def refuse_existing_run(out: Path, *, resume: bool, overwrite: bool,
-                        markers: tuple[str, ...] = ("results.json", "checkpoints")) -> None:
-    """FileExistsError if ``out`` holds a run (any of ``markers``) and neither ``resume`` nor
-    ``overwrite`` is set (ValueError if both are)."""
-    if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other: resume (--resume) continues the "
-                         "run in the output folder, overwrite (--overwrite) starts over")
-    if resume or overwrite:
-        return
-    found = [out / m for m in markers if (out / m).exists()]
-    if found:
-        raise FileExistsError(
-            f"{out} already holds a run ({', '.join(p.name for p in found)}); "
-            "pass resume=True (--resume) to continue it, overwrite=True (--overwrite) to start over, "
-            "or choose another output folder"
-        )
 
 
 def _write_json(path: Path, obj: Any) -> None:

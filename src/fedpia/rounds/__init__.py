@@ -34,9 +34,11 @@ from fedpia.rounds.client import (
 from fedpia.rounds.config import (
     ENGINES,
     FAILURE_POLICIES,
+    LOGGING_BACKENDS,
     NORM_BOUNDS,
     ExperimentConfig,
     FlowerConfig,
+    LoggingConfig,
     RobustConfig,
     SimConfig,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "ENGINES",
     "FAILURE_POLICIES",
     "FAULT_KINDS",
+    "LOGGING_BACKENDS",
     "NORM_BOUNDS",
     "RECORD_KEYS",
     "STREAMS",
@@ -67,6 +70,7 @@ __all__ = [
     "ExperimentConfig",
     "Fault",
     "FlowerConfig",
+    "LoggingConfig",
     "RobustConfig",
     "RoundFailed",
     "RoundOutcome",

@@ -2,20 +2,20 @@
 
 ``ExperimentConfig`` nests typed sections (``sim``: the round protocol, ``train``: local
 optimisation, ``robust``: screening and bounded influence, ``dp``: client-level differential
-privacy (:class:`fedpia.privacy.DPConfig`), ``flower``: Flower-only transport knobs) and keeps the model and strategy knobs as plain mappings validated by their own
-registries (``fedpia.models.ModelConfig``, ``fedpia.strategies.build_strategy``). Overrides use
-dotted keys: ``sim.rounds=5``, ``strategy_options.gamma=2``, ``model.peft=lora``,
-``robust.norm_factor=3``. Flower's flat ``run_config`` is a conversion of this config
+privacy (:class:`fedpia.privacy.DPConfig`), ``flower``: Flower-only transport knobs,
+``logging``: where per-round metrics go) and keeps the model and strategy knobs as plain
+mappings validated by their own registries (``fedpia.models.ModelConfig``,
+``fedpia.strategies.build_strategy``). Overrides use dotted keys (:mod:`fedpia.rounds.overrides`):
+``sim.rounds=5``, ``strategy_options.gamma=2``, ``model.peft=lora``, ``robust.norm_factor=3``.
+Flower's flat ``run_config`` is a conversion of this config
 (:mod:`fedpia.rounds.flat`), not a second list of fields.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import math
 import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,8 +132,33 @@ class FlowerConfig:
             raise ValueError(f"flower.timeout must be > 0, got {self.timeout}")
 
 
+LOGGING_BACKENDS = ("csv", "tensorboard", "mlflow")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where a run's per-round metrics go besides ``results.json`` (``fedpia.experiments.loggers``).
+
+    ``backends``: any of ``"csv"`` (``OUT/rounds.csv``, on by default), ``"tensorboard"`` (extra
+    ``tensorboard``), ``"mlflow"`` (``pip install mlflow``). ``dir``: TensorBoard's log folder
+    (None = ``OUT/tensorboard``; a given folder gets one subfolder per run, named after OUT).
+    ``mlflow_uri``: MLflow tracking URI (None = MLflow's own default, ``MLFLOW_TRACKING_URI``).
+    Not part of a run's identity: may change on ``--resume``."""
+
+    backends: tuple[str, ...] = ("csv",)
+    dir: str | None = None
+    mlflow_uri: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.backends if b not in LOGGING_BACKENDS]
+        if unknown:
+            raise ValueError(f"logging.backends: unknown {unknown}; allowed: {list(LOGGING_BACKENDS)}")
+        if len(set(self.backends)) != len(self.backends):
+            raise ValueError(f"logging.backends names a backend twice: {list(self.backends)}")
+
+
 SECTIONS: dict[str, type] = {"sim": SimConfig, "train": TrainConfig, "robust": RobustConfig,
-                             "dp": DPConfig, "flower": FlowerConfig}
+                             "dp": DPConfig, "flower": FlowerConfig, "logging": LoggingConfig}
 FREE_DICTS = ("setting_options", "model", "strategy_options")
 
 
@@ -153,6 +178,7 @@ class ExperimentConfig:
     robust: RobustConfig = field(default_factory=RobustConfig)
     dp: DPConfig = field(default_factory=DPConfig)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     engine: str = "inprocess"
 
     def __post_init__(self) -> None:
@@ -225,55 +251,9 @@ class ExperimentConfig:
         return cls.from_dict(raw)
 
     def with_overrides(self, assignments: list[str]) -> ExperimentConfig:
-        """Apply ``key.sub=value`` strings; values are parsed as Python literals when possible."""
-        raw = self.to_dict()
-        for item in assignments:
-            if "=" not in item:
-                raise ValueError(f"override {item!r} must look like key=value (e.g. sim.rounds=5)")
-            key, value = item.split("=", 1)
-            path, text = key.strip().split("."), value.strip()
-            parsed = _parse_value(text)
-            if parsed is not None and not isinstance(parsed, str) and is_text_field(path):
-                parsed = text  # name=42 is the name "42", not the int 42
-            _assign(raw, path, parsed, key)
-        return ExperimentConfig.from_dict(raw)
+        """Apply ``key.sub=value`` strings (:func:`fedpia.rounds.overrides.apply_overrides`:
+        values parsed as Python literals when possible; ``strategy=NAME`` drops the
+        carried-over strategy options NAME does not take)."""
+        from fedpia.rounds.overrides import apply_overrides
 
-
-def is_text_field(path: list[str]) -> bool:
-    """Whether the dotted ``path`` names a ``str`` (or ``str | None``) config field."""
-    hints: dict[str, Any] = typing.get_type_hints(ExperimentConfig)
-    if len(path) == 2 and path[0] in SECTIONS:
-        hints = typing.get_type_hints(SECTIONS[path[0]])
-    elif len(path) != 1:
-        return False
-    return hints.get(path[-1]) in (str, str | None)
-
-
-def _assign(raw: dict[str, Any], path: list[str], value: Any, original: str) -> None:
-    node = raw
-    for i, part in enumerate(path[:-1]):
-        if part not in node or not isinstance(node[part], dict):
-            raise ValueError(f"override {original!r}: {'.'.join(path[: i + 1])} is not a section")
-        node = node[part]
-    leaf = path[-1]
-    if len(path) == 1 and leaf not in raw:
-        raise ValueError(f"override {original!r}: unknown field {leaf!r}; allowed: {sorted(raw)}")
-    if len(path) > 1 and path[0] not in FREE_DICTS and leaf not in node:
-        raise ValueError(
-            f"override {original!r}: unknown field {leaf!r} in {path[0]}; allowed: {sorted(node)}"
-        )
-    node[leaf] = value
-
-
-def _parse_value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    if lowered in ("inf", "+inf", "infinity"):
-        return math.inf
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+        return ExperimentConfig.from_dict(apply_overrides(self.to_dict(), assignments))
