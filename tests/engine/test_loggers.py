@@ -8,6 +8,7 @@ import importlib.machinery
 import json
 import sys
 import types
+from types import SimpleNamespace
 
 import pytest
 
@@ -255,9 +256,11 @@ def test_flower_engine_rounds_reach_the_loggers_when_the_simulation_returns(tmp_
 
     def fake_simulation(cfg):
         assert cfg.engine == "flower"
-        return [{"round": r, "clients": {}, "failed": {}, "rejected": {}, "skipped": None,
-                 "server_time": 0.0, "bytes_up": 0, "bytes_down": 0, "round_time": 1.0,
-                 "eval": {c: {"global": {"accuracy": 0.25 * r}} for c in CLIENTS}} for r in (1, 2)]
+        history = [{"round": r, "clients": {}, "failed": {}, "rejected": {}, "skipped": None,
+                    "server_time": 0.0, "bytes_up": 0, "bytes_down": 0, "round_time": 1.0,
+                    "eval": {c: {"global": {"accuracy": 0.25 * r}} for c in CLIENTS}}
+                   for r in (1, 2)]
+        return SimpleNamespace(history=history)  # a FlowerResult's shape
 
     monkeypatch.setattr(fedpia.flower, "run_flower_simulation", fake_simulation)
     mine = Recorder()
