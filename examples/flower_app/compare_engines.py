@@ -30,7 +30,7 @@ def main() -> None:
     cfg = FlowerRunConfig(
         setting="synthetic",
         setting_options={"modalities": ("x-ray", "ct", "fundus")},
-        model={"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
+        model={"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8},
         strategy=args.strategy,
         sim=SimConfig(rounds=args.rounds, seed=0),
         train=TrainConfig(lr=2e-3, batch_size=8, local_steps=2, warmup_frac=0.0),

@@ -22,7 +22,7 @@ TINY_SETTING = {
     "n_test": 12,
     "image_size": 32,
 }
-TINY_MODEL = {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8}
+TINY_MODEL = {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8}
 TINY_TRAIN = TrainConfig(lr=2e-3, batch_size=8, local_steps=2, warmup_frac=0.0)
 
 

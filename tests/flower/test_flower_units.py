@@ -87,7 +87,7 @@ def test_metrics_record_keeps_numbers_only():
 def test_run_config_roundtrip_and_errors():
     cfg = FlowerRunConfig(
         setting_options={"modalities": ("x-ray", "ct"), "n_train": 8, "label_skew": None},
-        model={"backbone": "vilt", "adapter_width": 8},
+        model={"backbone": "vilt", "pretrained": "tiny", "adapter_width": 8},
         strategy_options={"gamma": 2.0},
         sim={"rounds": 3, "seed": 7},
     )
