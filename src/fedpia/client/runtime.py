@@ -63,7 +63,7 @@ class ClientRuntime:
         return cls(split.name, index, split.task, space, head, train, test, model)
 
     def initial_head(self) -> State:
-        return {k: v.detach().clone() for k, v in self.head.state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.head.state_dict().items()}
 
 
 def make_probe(rt: ClientRuntime, *, samples: int, seed: int) -> ActivationProbe:

@@ -94,6 +94,7 @@ def run_experiment(
     an earlier run is never replaced by accident.
     """
     from fedpia.data import get_setting
+    from fedpia.device import place
     from fedpia.models import build_model
     from fedpia.sim import Simulator
     from fedpia.sim.simulator import check_min_clients
@@ -111,6 +112,8 @@ def run_experiment(
             return done
     t0 = time.perf_counter()
     model = build_model(cfg.model_config()) if cfg.engine != "flower" else None
+    if model is not None:  # device + precision once, before the data are encoded
+        place(model, device=cfg.train.device, precision=cfg.train.precision)
     data = get_setting(cfg.setting, data_root=cfg.data_root, seed=cfg.sim.seed, **cfg.setting_options)
     check_min_clients(cfg.sim, data)  # before the folder exists (the Flower engine needs it too)
     if resume and cfg.strategy == "centralized":

@@ -70,6 +70,7 @@ def adapter_width(state: State) -> int:
 def client_runtime(cfg: FlowerRunConfig, partition_id: int, *, data_root: str | None = None):
     """The (cached) runtime of partition ``partition_id`` and the process-wide resources."""
     from fedpia.data import get_setting
+    from fedpia.device import place
     from fedpia.models import build_model
 
     root = data_root if data_root is not None else cfg.data_root
@@ -79,6 +80,7 @@ def client_runtime(cfg: FlowerRunConfig, partition_id: int, *, data_root: str | 
     res = _CACHE.get(key)
     if res is None:
         model = build_model(cfg.model_config())
+        place(model, device=cfg.train.device, precision=cfg.train.precision)  # this node's device
         data = get_setting(cfg.setting, data_root=root, seed=cfg.sim.seed, **cfg.setting_options)
         res = _CACHE[key] = _Resources(model, data, adapter_width(model.trainable_state()))
     if not 0 <= partition_id < len(res.data.clients):
