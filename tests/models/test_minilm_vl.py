@@ -28,9 +28,13 @@ def test_batch_holds_cached_image_tokens_not_pixels(real_inputs):
 
 @pytest.mark.parametrize("peft", PEFT_NAMES)
 def test_projector_trains_with_every_method_and_groups_are_found(peft):
-    model = _tiny(peft=peft, lora_rank=4)
+    model = _tiny(peft=peft, lora_rank=4, train_projector=True)
     state = model.trainable_state()
     assert {"backbone.image_proj.weight", "backbone.image_proj.bias"} <= set(state)
+    # default: the projector stays frozen, except where the method itself trains it
+    w, b = "backbone.image_proj.weight", "backbone.image_proj.bias"
+    own = {"bias": {b}, "full": {w, b}}.get(peft, set())
+    assert set(_tiny(peft=peft, lora_rank=4).trainable_state()) == (set(state) - {w, b}) | own
     groups = {g.name for g in unit_groups(state)}
     if peft in ("houlsby", "compacter"):  # attention-output and FFN-output sites of 2 layers
         assert len(groups) == 4 and all(".encoder.layer." in g for g in groups)
@@ -44,7 +48,7 @@ def test_projector_trains_with_every_method_and_groups_are_found(peft):
 
 
 def test_frozen_projector_is_seeded_and_not_trainable():
-    a = _tiny(peft="classifier", train_projector=False, seed=3)
+    a = _tiny(peft="classifier", seed=3)  # train_projector=False is the default
     b = _tiny(peft="classifier", train_projector=False, seed=3)
     assert a.trainable_state() == {}
     assert torch.equal(a.backbone.image_proj.weight, b.backbone.image_proj.weight)

@@ -63,8 +63,9 @@ class ModelConfig:
         image_tokens: minilm-vl: number T of image tokens, a square (the feature map is
             average-pooled to a sqrt(T) x sqrt(T) grid).
         pooling: minilm-vl: pooled feature = "mean" over real tokens or "cls" (MiniLM's pooler).
-        train_projector: minilm-vl: the image projector (image features -> 384) trains with every
-            PEFT method (True) or stays at its seeded init (False).
+        train_projector: minilm-vl: the image projector (image features -> 384) stays at its seeded
+            init (False, default: measured as good or better, and the trainable state is then the
+            PEFT method's alone) or trains with every PEFT method (True; averaged as loose keys).
     """
 
     backbone: str = "minilm-vl"
@@ -84,7 +85,7 @@ class ModelConfig:
     image_layer: str = "head"
     image_tokens: int = 16
     pooling: str = "mean"
-    train_projector: bool = True
+    train_projector: bool = False
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONE_NAMES:

@@ -15,9 +15,11 @@ The encoder layers are BERT layers (``encoder.layer.<i>`` with ``attention.outpu
 (Houlsby / Parallel / Compacter / LoRA / LayerNorm / Bias / prompt / classifier / full) works
 inside the multimodal transformer and FedPIA aligns adapters that see text and image tokens.
 
-The projector (``image_proj``, C*384 + 384 parameters, seeded init) is the only part without
-pretrained weights. ``train_projector=True`` (default) makes it trainable for every PEFT method:
-it is then part of every trainable state and averaged as loose (never permuted) keys.
+The projector (``image_proj``, C*384 + 384 parameters, seeded init: every client builds the same
+one from the experiment seed) is the only part without pretrained weights. By default it stays
+frozen (a fixed random projection, re-normalised by the embedding LayerNorm); with
+``train_projector=True`` it trains with every PEFT method, is part of every trainable state and is
+averaged as loose (never permuted) keys. docs/benchmarks.md has the measurements behind the default.
 
 Weights (``pretrained``): None = the shipped MiniLM + EfficientNet-Lite0 files (sha256 and key
 sets checked, see :mod:`fedpia.models.weights`); "random" = the same architecture with a seeded
@@ -92,7 +94,7 @@ class MiniLMVLBackbone(Backbone):
     joint_text_first = True  # the encoder's tokens are [text; image], every image token valid
 
     def __init__(self, hf: nn.Module, tower: ImageTower, *, pooling: str = "mean",
-                 train_projector: bool = True, seed: int = 0) -> None:
+                 train_projector: bool = False, seed: int = 0) -> None:
         super().__init__(hf)
         self._tower = [tower]  # a list: the frozen tower is not a submodule (not in any state)
         self.pooling, self.train_projector = pooling, train_projector
@@ -103,7 +105,7 @@ class MiniLMVLBackbone(Backbone):
     @classmethod
     def build(cls, pretrained: str | None, *, seed: int = 0, image_size: int | None = None,
               image_layer: str = "head", image_tokens: int = 16, pooling: str = "mean",
-              train_projector: bool = True) -> MiniLMVLBackbone:
+              train_projector: bool = False) -> MiniLMVLBackbone:
         if pretrained not in (None, "random", "tiny"):
             raise ValueError(f"model.pretrained={pretrained!r}: backbone 'minilm-vl' takes None "
                              "(the shipped pretrained weights), 'random' or 'tiny'")
