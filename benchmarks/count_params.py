@@ -57,7 +57,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for peft, tt, ta, bt, ba in rows:
         pct = f"{100 * bt / ba:.3f}" if isinstance(bt, int) else "-"
-        print(f"| {peft} | {tt:,} | {ta:,} | {bt:,} | {ba:,} | {pct} |")
+        bt, ba = (f"{x:,}" if isinstance(x, int) else x for x in (bt, ba))  # "-" with --no-base
+        print(f"| {peft} | {tt:,} | {ta:,} | {bt} | {ba} | {pct} |")
 
 
 if __name__ == "__main__":
