@@ -40,7 +40,7 @@ k = int(sys.argv[1])
 mods = ["x-ray", "ultrasound", "fundus", "ct"]
 data = get_setting("synthetic", seed=0, modalities=tuple(mods[i % 4] for i in range(k)),
                    n_train=32, n_val=4, n_test=16)
-model = build_model(ModelConfig(backbone="vilt", peft="houlsby", adapter_width=16))
+model = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="houlsby", adapter_width=16))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sim = Simulator(model, data, build_strategy("fedpia"), sim=SimConfig(rounds=2),
                 train=TrainConfig(lr=3e-3, batch_size=16, local_steps=2))
@@ -91,7 +91,7 @@ def engines() -> dict:
                                                     "n_train": 32, "n_val": 4, "n_test": 16},
         "strategy": "fedpia", "sim": {"rounds": 2},
         "train": {"lr": 3e-3, "batch_size": 16, "local_steps": 2},
-        "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 16},
+        "model": {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 16},
     })
     t0 = time.perf_counter()
     run_flower_simulation(cfg)

@@ -29,6 +29,18 @@ def _shared_data() -> Path:
     return Path(env) if env else (REPO_ROOT.parent / "shared" / "data")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache_dir(tmp_path_factory):
+    """Image-feature caches written by tests go to a session temp dir, not ~/.cache/fedpia."""
+    old = os.environ.get("FEDPIA_CACHE_DIR")
+    os.environ["FEDPIA_CACHE_DIR"] = str(tmp_path_factory.mktemp("fedpia-cache"))
+    yield
+    if old is None:
+        os.environ.pop("FEDPIA_CACHE_DIR", None)
+    else:
+        os.environ["FEDPIA_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     root = _shared_data()

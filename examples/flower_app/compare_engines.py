@@ -29,7 +29,7 @@ def main() -> None:
     cfg = ExperimentConfig.from_dict({
         "setting": "synthetic",
         "setting_options": {"modalities": ["x-ray", "ct", "fundus"]},
-        "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
+        "model": {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8},
         "strategy": args.strategy,
         "sim": {"rounds": args.rounds, "seed": 0},
         "train": {"lr": 2e-3, "batch_size": 8, "local_steps": 2, "warmup_frac": 0.0},

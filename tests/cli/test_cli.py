@@ -13,6 +13,7 @@ TINY = [
     "--set", "sim.rounds=2",
     "--set", 'setting_options={"modalities": ["x-ray", "ct"], "n_train": 16, "n_val": 4, "n_test": 8}',
     "--set", "train.local_steps=2",
+    "--set", "model.pretrained=tiny",
 ]
 runner = CliRunner()
 
@@ -114,8 +115,13 @@ def test_errors_are_clear_and_exit_2(tmp_path):
         (["run", "--preset", "demo", "--set", "strategy_options.gamma=2", "--set", "strategy=fedavg"],
          "'fedavg' has no option(s) ['gamma']"),
         (["run", "--preset", "demo", "--set", "sim.min_clients=10"], "sim.min_clients=10"),
-        (["run", "--preset", "demo", "--set", "model.pretrained=/nonexistent/ckpt"],
-         "no such checkpoint directory"),
+        (["run", "--preset", "demo", "--set", "model.backbone=vilt", "--set",
+          "model.pretrained=/nonexistent/ckpt"], "no such checkpoint directory"),
+        (["run", "--preset", "demo", "--set", "model.backbone=vilt"], "needs a hub id"),
+        (["run", "--preset", "demo", "--set", "model.pretrained=/some/dir"], "takes None"),
+        (["run", "--preset", "demo", "--set", "train.precision=fp8"], "train.precision='fp8'"),
+        # an accelerator this machine lacks is a clear error before anything runs
+        (["run", "--preset", "demo", *TINY, "--set", "train.device=cuda:99"], "train.device='cuda:99'"),
         (["run", "--config", str(tmp_path)], "is not a file"),
         (["compare", "--preset", "demo", "--seeds", "0,a"], "--seeds must be comma-separated integers"),
         (["compare", "--preset", "demo", "--seeds", "0,0"], "given more than once"),
@@ -163,7 +169,7 @@ def test_config_file_and_data_summary(tmp_path, shared_data):
     cfg = tmp_path / "exp.toml"
     cfg.write_text('name = "toml"\nsetting = "synthetic"\nstrategy = "fedavg"\n'
                    '[setting_options]\nmodalities = ["ct"]\nn_train = 8\nn_val = 2\nn_test = 4\n'
-                   '[sim]\nrounds = 1\n[train]\nlocal_steps = 1\n')
+                   '[sim]\nrounds = 1\n[train]\nlocal_steps = 1\n[model]\npretrained = "tiny"\n')
     res = runner.invoke(app, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "o" / "results.json").read_text())["config"]["strategy"] == "fedavg"

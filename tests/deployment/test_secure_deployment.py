@@ -52,7 +52,7 @@ SITE = ('data-format="synthetic:{}" data-n-train=24 data-n-val=4 data-n-test=12 
 def _config(**extra) -> ExperimentConfig:
     return ExperimentConfig.from_dict({
         "name": "secure-deployment", "strategy": "fedpia",
-        "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
+        "model": {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8},
         "train": {"lr": 2e-3, "batch_size": 8, "local_steps": 2, "warmup_frac": 0.0},
         "sim": {"rounds": 1, "faults": [{"client": "hospital-1", "round": 1, "kind": "nan"}]},
         "dp": {"mode": "local", "clip": 0.5, "noise_multiplier": 4.0},

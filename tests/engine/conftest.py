@@ -21,7 +21,7 @@ def tiny_data():
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    return build_model(ModelConfig(backbone="vilt", peft="houlsby", adapter_width=8, seed=0))
+    return build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="houlsby", adapter_width=8, seed=0))
 
 
 @pytest.fixture(scope="session")

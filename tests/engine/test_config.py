@@ -20,14 +20,14 @@ TINY = {
     "setting": "synthetic",
     "setting_options": {"modalities": ["x-ray", "ct", "fundus"], "n_train": 24, "n_val": 4,
                         "n_test": 12, "image_size": 32},
-    "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
+    "model": {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8},
 }
 
 
 def test_run_config_roundtrip_and_errors():
     cfg = ExperimentConfig.from_dict({
         "setting_options": {"modalities": ("x-ray", "ct"), "n_train": 8, "label_skew": None},
-        "model": {"backbone": "vilt", "adapter_width": 8},
+        "model": {"backbone": "vilt", "pretrained": "tiny", "adapter_width": 8},
         "strategy_options": {"gamma": 2.0},
         "sim": {"rounds": 3, "seed": 7, "faults": [{"client": "ct", "round": 2, "kind": "nan"}]},
         "robust": {"max_abs": float("inf"), "norm_bound": "reject"},

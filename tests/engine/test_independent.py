@@ -20,7 +20,7 @@ from fedpia.rounds.independent import (
     uploads,
 )
 
-CFG = ModelConfig(backbone="vilt", peft="houlsby", adapter_width=8, seed=0)
+CFG = ModelConfig(backbone="vilt", pretrained="tiny", peft="houlsby", adapter_width=8, seed=0)
 TRAIN = TrainConfig(lr=2e-3, batch_size=8, local_steps=0, local_epochs=1, warmup_frac=0.0)
 
 

@@ -26,7 +26,7 @@ from fedpia.rounds import LOGGING_BACKENDS
 TINY = {
     "name": "logs", "setting": "synthetic",
     "setting_options": {"modalities": ["x-ray", "ct"], "n_train": 16, "n_val": 4, "n_test": 8},
-    "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
+    "model": {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8},
     "strategy": "fedpia", "sim": {"rounds": 2, "seed": 3},
     "train": {"lr": 2e-3, "batch_size": 8, "local_steps": 2},
 }

@@ -49,7 +49,7 @@ def test_flora_merges_stacked_product_and_restarts_lora():
 
 
 def test_base_delta_strategies_run_and_leave_backbone_untouched(tiny_data):
-    model = build_model(ModelConfig(backbone="vilt", peft="lora", lora_rank=4, lora_alpha=8))
+    model = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="lora", lora_rank=4, lora_alpha=8))
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     init = model.trainable_state()
     train = TrainConfig(lr=5e-3, batch_size=8, local_steps=2, warmup_frac=0.0)

@@ -33,7 +33,7 @@ def _results(seed=0, *, shift=0.0, eval_global=True, rounds=3):
     final = history[-1]["eval"]
     per_client = {c: {v: next(iter(m.values())) for v, m in res.items()} for c, res in final.items()}
     return {"config": {"name": "t5-synthetic", "strategy": "fedpia", "setting": "t5-synthetic",
-                       "model": {"peft": "houlsby", "backbone": "vilt"}, "sim": {"seed": seed}},
+                       "model": {"peft": "houlsby", "backbone": "vilt", "pretrained": "tiny"}, "sim": {"seed": seed}},
             "data": {"a": {"task": "vqa"}, "b": {"task": "multilabel"}},
             "history": history, "summary": {"per_client": per_client}}
 

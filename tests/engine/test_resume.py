@@ -20,7 +20,7 @@ from fedpia.experiments import ExperimentConfig, run_experiment
 cfg = ExperimentConfig.from_dict({
     "name": "resume", "setting": "synthetic",
     "setting_options": {"modalities": ["x-ray", "ct"], "n_train": 16, "n_val": 4, "n_test": 8},
-    "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
+    "model": {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8},
     "strategy": "fedpia", "sim": {"rounds": 5, "seed": 3},
     "train": {"lr": 2e-3, "batch_size": 8, "local_steps": 2},
 })
@@ -79,7 +79,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
 TINY = {
     "name": "extend", "setting": "synthetic",
     "setting_options": {"modalities": ["x-ray", "ct"], "n_train": 16, "n_val": 4, "n_test": 8},
-    "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
+    "model": {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8},
     "strategy": "fedpia", "sim": {"rounds": 2, "seed": 3},
     "train": {"lr": 2e-3, "batch_size": 8, "local_steps": 2, "warmup_frac": 0.4},
 }

@@ -46,7 +46,7 @@ def _config(**sim):
         "name": "dropout", "setting": "synthetic", "strategy": "fedavg",
         "setting_options": {"modalities": ["x-ray", "ct"], "n_train": 16, "n_val": 4, "n_test": 8,
                             "image_size": 32},
-        "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
+        "model": {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8},
         "sim": sim, "train": {"lr": 2e-3, "batch_size": 8, "local_steps": 1},
     })
 

@@ -15,7 +15,7 @@ TINY = {
     "setting": "synthetic",
     "setting_options": {"modalities": ["x-ray", "ct", "fundus"], "n_train": 24, "n_val": 4,
                         "n_test": 12, "image_size": 32},
-    "model": {"backbone": "vilt", "peft": "houlsby", "adapter_width": 8},
+    "model": {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8},
     "train": {"lr": 2e-3, "batch_size": 8, "local_steps": 2, "warmup_frac": 0.0},
 }
 

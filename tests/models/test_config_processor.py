@@ -69,7 +69,7 @@ def test_processor_normalises_to_model_size(real_inputs):
 
 
 def test_model_processor_matches_backbone(real_inputs):
-    model = build_model(ModelConfig(backbone="clip", peft="prompt", n_prompts=4, max_text_len=12))
+    model = build_model(ModelConfig(pretrained="tiny", backbone="clip", peft="prompt", n_prompts=4, max_text_len=12))
     batch = model.processor(*real_inputs)
     assert batch["pixel_values"].shape[-1] == model.backbone.image_size == 32
     assert batch["input_ids"].shape[1] <= 12 - 4

@@ -20,10 +20,10 @@ def _random_perms(groups, seed):
     return {grp.name: torch.randperm(grp.width, generator=g) for grp in groups}
 
 
-@pytest.mark.parametrize("backbone", ["vilt", "blip", "clip"])
+@pytest.mark.parametrize("backbone", ["vilt", "blip", "clip", "minilm-vl"])
 @pytest.mark.parametrize("peft", ALIGNABLE)
 def test_permuting_units_preserves_outputs(backbone, peft, real_inputs):
-    model = build_model(ModelConfig(backbone=backbone, peft=peft, adapter_width=8,
+    model = build_model(ModelConfig(pretrained="tiny", backbone=backbone, peft=peft, adapter_width=8,
                                     lora_rank=4, seed=0)).eval()
     batch = model.processor(*real_inputs)
     state = _random_state(model.trainable_state(), seed=1)
@@ -57,7 +57,7 @@ def test_permuting_units_preserves_outputs(backbone, peft, real_inputs):
 def test_activation_shapes_per_method(real_inputs):
     images, texts = real_inputs
     for peft, n_rows in (("houlsby", 4), ("compacter", 4 * 4), ("lora", 4)):
-        model = build_model(ModelConfig(backbone="vilt", peft=peft, adapter_width=8,
+        model = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft=peft, adapter_width=8,
                                         lora_rank=4, phm_dim=4)).eval()
         acts = adapter_activations(model, model.processor(images, texts))
         groups = unit_groups(model.trainable_state())
@@ -68,13 +68,13 @@ def test_activation_shapes_per_method(real_inputs):
         model.load_trainable_state({})  # strict: every key missing
 
 
-@pytest.mark.parametrize("backbone", ["vilt", "blip", "clip"])
+@pytest.mark.parametrize("backbone", ["vilt", "blip", "clip", "minilm-vl"])
 @pytest.mark.parametrize("peft", ["houlsby", "lora"])
 def test_activations_ignore_padding(backbone, peft, real_inputs):
     """Token pooling covers a sample's real tokens only: its activations are the same whether its
     batch is padded to a much longer question or not (padding used to be averaged in)."""
     images, texts = real_inputs
-    model = build_model(ModelConfig(backbone=backbone, peft=peft, adapter_width=8, lora_rank=4,
+    model = build_model(ModelConfig(pretrained="tiny", backbone=backbone, peft=peft, adapter_width=8, lora_rank=4,
                                     seed=0)).eval()
     model.load_trainable_state(_random_state(model.trainable_state(), seed=3))
     long_q = "is there " + " and ".join(["a large mass in the left upper lobe of the lung"] * 3) + "?"

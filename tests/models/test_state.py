@@ -22,7 +22,7 @@ def _randomised(state, seed=0, scale=0.1):
 
 @pytest.mark.parametrize("peft", ["houlsby", "compacter", "lora", "prompt"])
 def test_safetensors_round_trip_is_exact(peft, tmp_path):
-    model = build_model(ModelConfig(backbone="vilt", peft=peft, adapter_width=8))
+    model = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft=peft, adapter_width=8))
     state = _randomised(model.trainable_state())
     save_trainable_state(tmp_path / "s.safetensors", state)
     back = load_state_file(tmp_path / "s.safetensors")
@@ -35,9 +35,9 @@ def test_safetensors_round_trip_is_exact(peft, tmp_path):
 
 def test_same_seed_same_init_and_global_rng_untouched(real_inputs):
     rng = torch.random.get_rng_state()
-    a = build_model(ModelConfig(backbone="vilt", peft="lora", seed=5))
-    b = build_model(ModelConfig(backbone="vilt", peft="lora", seed=5))
-    c = build_model(ModelConfig(backbone="vilt", peft="lora", seed=6))
+    a = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="lora", seed=5))
+    b = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="lora", seed=5))
+    c = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="lora", seed=6))
     assert torch.equal(rng, torch.random.get_rng_state())
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -49,8 +49,8 @@ def test_same_seed_same_init_and_global_rng_untouched(real_inputs):
 
 @pytest.mark.parametrize("peft", ["houlsby", "parallel", "compacter"])
 def test_load_unequal_width_resizes_adapters(peft, real_inputs):
-    small = build_model(ModelConfig(backbone="vilt", peft=peft, adapter_width=4, seed=0))
-    wide = build_model(ModelConfig(backbone="vilt", peft=peft, adapter_width=12, seed=0))
+    small = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft=peft, adapter_width=4, seed=0))
+    wide = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft=peft, adapter_width=12, seed=0))
     state = _randomised(wide.trainable_state(), seed=1)
     small.load_trainable_state(state)
     got = small.trainable_state()
@@ -62,13 +62,13 @@ def test_load_unequal_width_resizes_adapters(peft, real_inputs):
     down = [k for k in state if k.endswith(("down.weight", "down.phm_w"))][0]
     assert state[down].shape[-2] == (12 if peft != "compacter" else 3)
     # and back to the narrow width
-    small.load_trainable_state(_randomised(build_model(ModelConfig(
+    small.load_trainable_state(_randomised(build_model(ModelConfig(pretrained="tiny",
         backbone="vilt", peft=peft, adapter_width=4)).trainable_state()))
     assert small.trainable_state()[down].shape[-2] == (4 if peft != "compacter" else 1)
 
 
 def test_bad_keys_and_shapes_raise_clear_errors():
-    model = build_model(ModelConfig(backbone="vilt", peft="houlsby", adapter_width=8))
+    model = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="houlsby", adapter_width=8))
     state = model.trainable_state()
     key = next(iter(state))
     with pytest.raises(ValueError, match="unknown keys.*bogus"):
@@ -81,7 +81,7 @@ def test_bad_keys_and_shapes_raise_clear_errors():
     up_bias = next(k for k in state if k.endswith("up.bias"))
     with pytest.raises(ValueError, match="up.bias.*shape"):
         model.load_trainable_state({**state, up_bias: torch.zeros(3)})
-    lora = build_model(ModelConfig(backbone="vilt", peft="lora", lora_rank=4))
+    lora = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="lora", lora_rank=4))
     ls = lora.trainable_state()
     a_key = next(k for k in ls if "lora_A" in k)
     with pytest.raises(ValueError, match="not a resizable adapter"):
@@ -90,8 +90,8 @@ def test_bad_keys_and_shapes_raise_clear_errors():
 
 @pytest.mark.parametrize("backbone", ["vilt", "blip", "clip"])
 def test_from_pretrained_local_dir_matches_tiny(backbone, tmp_path, real_inputs):
-    BACKBONES[backbone].build_hf(None, seed=3).save_pretrained(tmp_path)
-    tiny = build_model(ModelConfig(backbone=backbone, peft="houlsby", adapter_width=8, seed=3))
+    BACKBONES[backbone].build_hf("tiny", seed=3).save_pretrained(tmp_path)
+    tiny = build_model(ModelConfig(pretrained="tiny", backbone=backbone, peft="houlsby", adapter_width=8, seed=3))
     loaded = build_model(ModelConfig(backbone=backbone, pretrained=str(tmp_path),
                                      peft="houlsby", adapter_width=8, seed=3))
     bb_t, bb_l = tiny.backbone_parameters(), loaded.backbone_parameters()
@@ -103,10 +103,10 @@ def test_from_pretrained_local_dir_matches_tiny(backbone, tmp_path, real_inputs)
 
 @pytest.mark.parametrize("peft", ["houlsby", "compacter"])
 def test_frozen_companion_adds_output_and_is_not_trainable(peft, real_inputs):
-    model = build_model(ModelConfig(backbone="vilt", peft=peft, adapter_width=8)).eval()
+    model = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft=peft, adapter_width=8)).eval()
     batch = model.processor(*real_inputs)
     own = _randomised(model.trainable_state(), seed=2)
-    other = _randomised(build_model(ModelConfig(backbone="vilt", peft=peft, adapter_width=4))
+    other = _randomised(build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft=peft, adapter_width=4))
                         .trainable_state(), seed=3)
     model.load_trainable_state(own)
     with torch.no_grad():
@@ -124,4 +124,4 @@ def test_frozen_companion_adds_output_and_is_not_trainable(peft, real_inputs):
         model.load_trainable_state(other)
         assert torch.allclose(y_comp, model(batch), atol=1e-5)
     with pytest.raises(ValueError, match="bottleneck"):
-        set_frozen_companion(build_model(ModelConfig(backbone="vilt", peft="lora")), other)
+        set_frozen_companion(build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="lora")), other)

@@ -7,7 +7,7 @@ import torch
 
 from fedpia.models import PEFT_NAMES, ModelConfig, build_head, build_model, loss_fn
 
-CASES = [("vilt", p) for p in PEFT_NAMES] + [
+CASES = [("vilt", p) for p in PEFT_NAMES] + [("minilm-vl", p) for p in PEFT_NAMES] + [
     ("blip", "houlsby"), ("blip", "lora"), ("clip", "houlsby"), ("clip", "lora"),
 ]
 
@@ -26,7 +26,7 @@ def _step(model, batch, *, task="vqa"):
 
 @pytest.mark.parametrize("backbone, peft", CASES)
 def test_only_trainable_parameters_change(backbone, peft, real_inputs):
-    model = build_model(ModelConfig(backbone=backbone, peft=peft, adapter_width=8, seed=1))
+    model = build_model(ModelConfig(pretrained="tiny", backbone=backbone, peft=peft, adapter_width=8, seed=1))
     batch = model.processor(*real_inputs)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
@@ -41,7 +41,7 @@ def test_only_trainable_parameters_change(backbone, peft, real_inputs):
     assert with_grad <= trainable
     strong = {n for n in with_grad if dict(model.named_parameters())[n].grad.abs().max() > 1e-6}
     assert strong <= changed  # every parameter with a non-negligible gradient moved
-    if peft == "classifier":
+    if peft == "classifier":  # only the head (minilm-vl's projector is frozen by default)
         assert trainable == set() and all(p.grad is not None for p in head.parameters())
     else:
         assert changed, "no trainable parameter moved"
@@ -62,13 +62,13 @@ def test_only_trainable_parameters_change(backbone, peft, real_inputs):
                                         ".phm_rule"))),
 ])
 def test_trainable_keys_follow_method(peft, expected):
-    model = build_model(ModelConfig(backbone="vilt", peft=peft, adapter_width=8))
+    model = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft=peft, adapter_width=8))
     keys = list(model.trainable_state())
     assert keys and all(expected(k) for k in keys), keys[:3]
 
 
 def test_multilabel_backward_on_blip(real_inputs):
-    model = build_model(ModelConfig(backbone="blip", peft="parallel", adapter_width=4))
+    model = build_model(ModelConfig(pretrained="tiny", backbone="blip", peft="parallel", adapter_width=4))
     loss, _ = _step(model, model.processor(*real_inputs), task="multilabel")
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in model.trainable_parameters().values())
@@ -76,17 +76,17 @@ def test_multilabel_backward_on_blip(real_inputs):
 
 def test_adapters_start_close_to_backbone(real_inputs):
     """Up projections start ~0: the adapted model ≈ the backbone at init."""
-    plain = build_model(ModelConfig(backbone="vilt", peft="classifier", seed=2)).eval()
-    adapted = build_model(ModelConfig(backbone="vilt", peft="houlsby", adapter_width=8, seed=2))
+    plain = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="classifier", seed=2)).eval()
+    adapted = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="houlsby", adapter_width=8, seed=2))
     batch = plain.processor(*real_inputs)
     with torch.no_grad():
         diff = (adapted.eval()(batch) - plain(batch)).abs().max()
     assert 0 < diff < 1e-2
 
 
-@pytest.mark.parametrize("backbone", ["vilt", "blip", "clip"])
+@pytest.mark.parametrize("backbone", ["vilt", "blip", "clip", "minilm-vl"])
 def test_pooled_features_depend_on_image_and_text(backbone, real_inputs):
-    model = build_model(ModelConfig(backbone=backbone, peft="classifier")).eval()
+    model = build_model(ModelConfig(pretrained="tiny", backbone=backbone, peft="classifier")).eval()
     images, texts = real_inputs
     with torch.no_grad():
         y = model(model.processor(images[:2], texts[:2]))

@@ -69,7 +69,7 @@ def scaffold_corrected_grad(grad, c, c_i):
                 f"shape mismatch: grad {tuple(grad.shape)}, c {tuple(c.shape)}, "
                 f"c_i {tuple(c_i.shape)}"
             )
-        return grad - c_i + c
+        return grad - c_i.to(grad.device, grad.dtype) + c.to(grad.device, grad.dtype)
     check_same_structure([grad, c, c_i], names=["grad", "c", "c_i"])
     return {k: grad[k] - c_i[k] + c[k] for k in grad}
 

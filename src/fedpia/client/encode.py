@@ -1,7 +1,9 @@
 """Turn a client's samples into cached model inputs once (images decoded and resized once).
 
 The simulator trains many rounds over the same samples; decoding JPEGs and tokenising every step
-would dominate CPU time, so each split is processed once into an :class:`EncodedSplit`.
+would dominate CPU time, so each split is processed once into an :class:`EncodedSplit` (for the
+``minilm-vl`` backbone that includes the frozen image tower's features, ``image_feats``). A split
+moves to the training device once (:meth:`EncodedSplit.to`, in place) and stays there.
 """
 
 from __future__ import annotations
@@ -32,8 +34,22 @@ class EncodedSplit:
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
+    @property
+    def device(self) -> torch.device:
+        return self.targets.device
+
+    def to(self, device: torch.device | str) -> EncodedSplit:
+        """Move every tensor to ``device`` IN PLACE (once; a no-op when already there); returns
+        ``self`` so callers holding the split see the moved tensors too."""
+        device = torch.device(device)
+        if self.targets.device != device:
+            self.inputs = {k: v.to(device) for k, v in self.inputs.items()}
+            self.targets = self.targets.to(device)
+        return self
+
     def batch(self, idx: torch.Tensor | Sequence[int]) -> dict[str, torch.Tensor]:
-        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        """Inputs of rows ``idx`` (on the split's device)."""
+        idx_t = torch.as_tensor(idx, dtype=torch.long).to(self.targets.device)
         return {k: v.index_select(0, idx_t) for k, v in self.inputs.items()}
 
 

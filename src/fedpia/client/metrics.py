@@ -9,19 +9,24 @@ import torch
 from torch import nn
 
 from fedpia.client.encode import EncodedSplit
+from fedpia.device import autocast, model_device, model_precision
 
 
 @torch.no_grad()
 def predict(
     model: nn.Module, head: nn.Module, data: EncodedSplit, *, batch: int = 64
 ) -> torch.Tensor:
-    """Logits [N, C] of ``head(model(x))`` over the whole split (eval mode, no grad)."""
+    """Logits [N, C] (float32, CPU) of ``head(model(x))`` over the whole split (eval mode, no
+    grad), on the model's device and autocast precision (the split and head move there once)."""
     model.eval()
     head.eval()
-    out = [
-        head(model(data.batch(range(s, min(s + batch, len(data))))))
-        for s in range(0, len(data), batch)
-    ]
+    dev = model_device(model)
+    head.to(dev)
+    data = data.to(dev)
+    out = []
+    with autocast(dev, model_precision(model)):
+        for s in range(0, len(data), batch):
+            out.append(head(model(data.batch(range(s, min(s + batch, len(data)))))).float().cpu())
     return torch.cat(out, dim=0)
 
 
@@ -31,8 +36,8 @@ def classification_metrics(
     """VQA/multiclass: accuracy (target -1 = unseen answer counts as wrong); for VQA also
     accuracy restricted to open and closed questions. Multilabel: see :func:`multilabel_metrics`."""
     if task == "multilabel":
-        return multilabel_metrics(torch.sigmoid(logits).numpy(), targets.numpy())
-    correct = (logits.argmax(dim=1) == targets).numpy()
+        return multilabel_metrics(torch.sigmoid(logits).cpu().numpy(), targets.cpu().numpy())
+    correct = (logits.argmax(dim=1).cpu() == targets.cpu()).numpy()
     out = {"accuracy": float(correct.mean())}
     if task == "vqa":
         types = np.array([t or "" for t in answer_types])

@@ -64,7 +64,7 @@ class ClientRuntime:
     def initial_head(self) -> State:
         """A copy of the head as initialised (from ``head_seed``), whatever ran since."""
         src = self.head_init if self.head_init is not None else self.head.state_dict()
-        return {k: v.detach().clone() for k, v in src.items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in src.items()}
 
 
 def make_probe(rt: ClientRuntime, *, samples: int, seed: int) -> ActivationProbe:

@@ -15,6 +15,7 @@ from torch import nn
 
 from fedpia.aggregation import mutual_distillation_loss
 from fedpia.client.encode import EncodedSplit
+from fedpia.device import autocast, check_device, check_precision, grad_scaler, place
 from fedpia.strategies.base import LocalHooks, State
 
 
@@ -28,6 +29,10 @@ class TrainConfig:
     ``schedule_rounds``: the rounds that schedule spans (0 = all of ``sim.rounds``); later rounds
     keep its last lr. A run extended with ``--resume --set sim.rounds=N`` records the rounds it
     had here, so that the extended run is this config run from scratch.
+
+    ``device`` (``auto|cpu|cuda[:n]|mps``) and ``precision`` (``fp32|bf16|fp16`` autocast) apply
+    to training, evaluation, activation probes and image feature extraction (see
+    :mod:`fedpia.device`); ``auto`` is resolved on the machine that runs the client.
     """
 
     lr: float = 1e-4
@@ -39,8 +44,12 @@ class TrainConfig:
     warmup_frac: float = 0.1
     max_grad_norm: float = 1.0
     schedule_rounds: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        check_device(self.device)
+        check_precision(self.precision)
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
         if self.batch_size < 1:
@@ -114,6 +123,11 @@ def train_local(
     from fedpia.models import set_base_delta, set_frozen_companion
 
     hooks = hooks or LocalHooks()
+    dev = place(model, device=cfg.device, precision=cfg.precision)  # a no-op once placed
+    head.to(dev)
+    data = data.to(dev)
+    if distill_logits is not None:
+        distill_logits = distill_logits.to(dev)
     model.load_trainable_state(start)
     set_frozen_companion(model, hooks.parallel_frozen)
     if hooks.base_delta:
@@ -127,6 +141,7 @@ def train_local(
         weight_decay=cfg.weight_decay,
     )
     clip = opt_params + list(head.parameters())
+    scaler = grad_scaler(dev, cfg.precision)
     gen = torch.Generator().manual_seed(seed)
     steps = cfg.steps_for(len(data))
     kd_kind = "multilabel" if data.task == "multilabel" else "multiclass"
@@ -139,30 +154,46 @@ def train_local(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for idx in _batches(len(data), cfg.batch_size, steps, gen):
-                logits = head(model(data.batch(idx)))
-                loss = task_loss(data.task, logits, data.targets[idx])
+                with autocast(dev, cfg.precision):
+                    logits = head(model(data.batch(idx))).float()
+                on_dev = idx.to(dev)
+                loss = task_loss(data.task, logits, data.targets[on_dev])
                 if distill_logits is not None:
                     loss = loss + hooks.distill_weight * mutual_distillation_loss(
-                        logits, distill_logits[idx], temperature=hooks.distill_temperature, kind=kd_kind
+                        logits, distill_logits[on_dev], temperature=hooks.distill_temperature,
+                        kind=kd_kind,
                     )
                 if hooks.extra_loss is not None:
                     loss = loss + hooks.extra_loss(named)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"local training diverged (loss={loss.item()})")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if hooks.grad_correction is not None:
-                    for n, p in named.items():
-                        if p.grad is not None:
-                            p.grad = hooks.grad_correction(n, p.grad)
-                if cfg.max_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(clip, cfg.max_grad_norm)
-                opt.step()
+                _step(loss, opt, named, clip, hooks, cfg, scaler)
                 total += float(loss.detach())
     finally:
         set_frozen_companion(model, None)
         if hooks.base_delta:
             set_base_delta(model, None)
     trained = model.trainable_state()
-    trained_head = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    trained_head = {k: v.detach().to("cpu", copy=True) for k, v in head.state_dict().items()}
     return trained, trained_head, {"loss": total / max(steps, 1), "steps": float(steps)}
+
+
+def _step(loss, opt, named, clip, hooks: LocalHooks, cfg: TrainConfig, scaler) -> None:
+    """Backward, hook gradient correction, clipping and the optimizer step (fp16 CUDA: scaled)."""
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+    if hooks.grad_correction is not None:
+        for n, p in named.items():
+            if p.grad is not None:
+                p.grad = hooks.grad_correction(n, p.grad)
+    if cfg.max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(clip, cfg.max_grad_norm)
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 NOTE = (
-    "Backbones here are tiny in-code models (random init unless `model.pretrained` is set) and "
-    "the data are small; compare gaps between methods, not absolute numbers with the paper."
+    "The default backbone is a small pretrained one (minilm-vl: MiniLM-L6 + EfficientNet-Lite0, "
+    "see the model line) and the data are small; compare gaps between methods, not absolute "
+    "numbers with the paper (ViLT-B/32)."
 )
 
 

@@ -38,12 +38,18 @@ def producer_modules(state: dict[str, torch.Tensor]) -> dict[str, tuple[str, int
 
 
 def adapter_activations(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """{group name: Tensor[n_samples, width]} token-pooled unit activations on ``batch``.
+    """{group name: Tensor[n_samples, width]} token-pooled unit activations on ``batch``
+    (float32, CPU: alignment is device-agnostic).
 
     Runs one forward pass of ``model`` (its current mode; call ``model.eval()`` for
-    deterministic values) with forward hooks on the unit-producing modules.
+    deterministic values) on the model's device and autocast precision, with forward hooks on
+    the unit-producing modules.
     """
+    from fedpia.device import autocast, model_device, model_precision
+
     producers = producer_modules(model.trainable_state())
+    dev = model_device(model)
+    batch = {k: v.to(dev) for k, v in batch.items()}
     acts: dict[str, torch.Tensor] = {}
     handles = []
 
@@ -60,6 +66,7 @@ def adapter_activations(model, batch: dict[str, torch.Tensor]) -> dict[str, torc
                     m = mask.to(output.dtype).unsqueeze(-1)
                     pooled = (output * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
             b, repeat = pooled.shape[0], pooled.shape[-1] // width
+            pooled = pooled.float().cpu()
             acts[gname] = pooled.reshape(b, repeat, width).reshape(b * repeat, width)
 
         return hook
@@ -67,7 +74,8 @@ def adapter_activations(model, batch: dict[str, torch.Tensor]) -> dict[str, torc
     try:
         for gname, (mname, width) in producers.items():
             handles.append(model.get_submodule(mname).register_forward_hook(make_hook(gname, mname, width)))
-        model(batch)
+        with autocast(dev, model_precision(model)):
+            model(batch)
     finally:
         for h in handles:
             h.remove()

@@ -10,9 +10,11 @@ processor batch to pooled multimodal features ``[B, hidden_size]``:
 - CLIP (Radford et al. 2021): dual encoder; u, v = L2-normalised projected image / text embeds;
   pooled = [u, v] ("concat") or [u, v, u*v] ("product_concat").
 
-``pretrained=None`` builds a tiny in-code config (hidden 32, 2 layers, image 32, patch 8, the
-30522-token BERT vocab) with a seeded init under ``torch.random.fork_rng`` (global RNG untouched).
-Otherwise ``from_pretrained(hub id or local dir)``. ``LayerFamily`` entries tell the PEFT code
+These three need a checkpoint: ``pretrained`` = a hub id or a local directory
+(``from_pretrained``); ``pretrained="tiny"`` builds a tiny in-code config for unit tests (hidden
+32, 2 layers, image 32, patch 8, the 30522-token BERT vocab) with a seeded init under
+``torch.random.fork_rng`` (global RNG untouched). ``None`` is an error (no silent tiny fallback).
+The default backbone, ``minilm-vl`` (:mod:`fedpia.models.minilm_vl`), ships its weights. ``LayerFamily`` entries tell the PEFT code
 where attention outputs / FFNs / LoRA targets sit (relative module names inside each layer).
 """
 
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .processors import BERT_VOCAB_SIZE, CLIP_MEAN_STD, IMAGENET_HALF
+from .processors import BERT_VOCAB_SIZE, CLIP_MEAN_STD, IMAGENET_HALF, VLProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class LayerFamily:
 
 
 def seeded_init(cls, config, seed: int):
-    """``cls(config)`` with weights drawn from ``torch.manual_seed(seed)`` inside ``fork_rng``."""
+    """``cls(config)`` (any callable) with weights drawn from ``torch.manual_seed(seed)`` inside ``fork_rng``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls(config)
@@ -96,9 +98,16 @@ class Backbone(nn.Module):
 
     @classmethod
     def build_hf(cls, pretrained: str | None, *, seed: int = 0) -> nn.Module:
-        """The full transformers model: tiny seeded init, or ``from_pretrained``."""
-        if pretrained is None:
+        """The full transformers model: ``from_pretrained(pretrained)``, or the tiny seeded init
+        for ``pretrained="tiny"``. ValueError for None / "random" (no checkpoint named)."""
+        if pretrained == "tiny":
             return seeded_init(cls.hf_class(), cls.tiny_config(), seed)
+        if pretrained in (None, "random"):
+            raise ValueError(
+                f"backbone {cls.name!r} needs model.pretrained = a hub id or a local checkpoint "
+                f"directory (got {pretrained!r}); 'tiny' builds the tiny random test model. The "
+                "default backbone 'minilm-vl' ships pretrained weights."
+            )
         logger.info("loading %s backbone from %s", cls.name, pretrained)
         if pretrained.startswith(("/", ".")) and not Path(pretrained).is_dir():  # a path, not a hub id
             raise ValueError(f"model.pretrained={pretrained!r}: no such checkpoint directory")
@@ -114,6 +123,12 @@ class Backbone(nn.Module):
     @classmethod
     def build(cls, pretrained: str | None, *, seed: int = 0, **kw) -> Backbone:
         return cls(cls.build_hf(pretrained, seed=seed), **kw)
+
+    def make_processor(self, tokenizer, *, max_text_len: int) -> VLProcessor:
+        """The processor producing this backbone's batches (pixels at ``image_size``)."""
+        return VLProcessor(tokenizer=tokenizer, image_size=self.image_size,
+                           mean_std=self.mean_std, max_text_len=max_text_len,
+                           with_token_types=self.with_token_types)
 
     # --- properties used by the PEFT code and the processor
     @property

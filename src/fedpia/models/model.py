@@ -16,11 +16,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from fedpia.device import model_device
+
 from .adapters import BottleneckAdapter, CompacterAdapter, PHMLinear
 from .backbones import BACKBONES, ClipBackbone
 from .config import ModelConfig
+from .minilm_vl import MiniLMVLBackbone
 from .peft_methods import BOTTLENECK, PEFT_METHODS
-from .processors import VLProcessor, load_tokenizer
+from .processors import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +37,8 @@ class FedModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        cls = BACKBONES[cfg.backbone]
-        kw = {"fusion": cfg.clip_fusion} if cls is ClipBackbone else {}
-        self.backbone = cls.build(cfg.pretrained, seed=cfg.seed, **kw)
+        self.precision = "fp32"  # autocast precision, set by fedpia.device.place
+        self.backbone = _build_backbone(cfg)
         self.backbone.eval()
         for p in self.backbone.parameters():
             p.requires_grad_(False)
@@ -44,17 +46,15 @@ class FedModel(nn.Module):
         self.phm_rules = None
         generator = torch.Generator().manual_seed(cfg.seed + 1)
         PEFT_METHODS[cfg.peft](self, cfg, generator)
+        if getattr(self.backbone, "train_projector", False):  # minilm-vl: for every method
+            for p in self.backbone.image_proj.parameters():
+                p.requires_grad_(True)
         n_prompt = cfg.n_prompts if cfg.peft == "prompt" else 0
         max_len = min(cfg.max_text_len or 10**9, self.backbone.max_text_positions) - n_prompt
         if max_len < 2:
             raise ValueError(f"ModelConfig.max_text_len too small for {n_prompt} prompts")
-        self.processor = VLProcessor(
-            tokenizer=load_tokenizer(cfg.pretrained),
-            image_size=self.backbone.image_size,
-            mean_std=cls.mean_std,
-            max_text_len=max_len,
-            with_token_types=cls.with_token_types,
-        )
+        self.processor = self.backbone.make_processor(load_tokenizer(cfg.pretrained),
+                                                      max_text_len=max_len)
 
     @property
     def hidden_size(self) -> int:
@@ -89,8 +89,10 @@ class FedModel(nn.Module):
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Detached clones of the trainable parameters, keyed like ``named_parameters()``."""
-        return {n: p.detach().clone() for n, p in self.trainable_parameters().items()}
+        """Detached CPU clones of the trainable parameters, keyed like ``named_parameters()``
+        (what clients upload and servers aggregate is device-agnostic)."""
+        cpu = torch.device("cpu")
+        return {n: p.detach().to(cpu, copy=True) for n, p in self.trainable_parameters().items()}
 
     def backbone_parameters(self) -> dict[str, nn.Parameter]:
         """Frozen backbone parameters (the shared part; identity/memory checks)."""
@@ -156,12 +158,26 @@ class FedModel(nn.Module):
             adapter.up = nn.Linear(m, d)
         else:  # pragma: no cover - _RESIZABLE only matches adapters
             raise ValueError(f"{prefix!r} is not a bottleneck adapter")
+        adapter.to(model_device(self.backbone))
         for p in adapter.parameters():
             p.requires_grad_(True)
 
 
+def _build_backbone(cfg: ModelConfig):
+    cls = BACKBONES[cfg.backbone]
+    kw = {}
+    if cls is ClipBackbone:
+        kw = {"fusion": cfg.clip_fusion}
+    elif cls is MiniLMVLBackbone:
+        kw = {"image_size": cfg.image_size, "image_layer": cfg.image_layer,
+              "image_tokens": cfg.image_tokens, "pooling": cfg.pooling,
+              "train_projector": cfg.train_projector}
+    return cls.build(cfg.pretrained, seed=cfg.seed, **kw)
+
+
 def build_model(cfg: ModelConfig) -> FedModel:
-    """Build backbone + PEFT method from a validated :class:`ModelConfig`."""
+    """Build backbone + PEFT method from a validated :class:`ModelConfig` (on the CPU, fp32;
+    :func:`fedpia.device.place` moves it)."""
     return FedModel(cfg)
 
 
@@ -198,7 +214,8 @@ def set_frozen_companion(model: FedModel, state: dict[str, torch.Tensor] | None)
         return
     shadow = build_shadow(model, state)
     for name, mod in adapters.items():
-        mod.set_companion({k: v.detach() for k, v in shadow[name].items()})
+        dev = mod.up.bias.device
+        mod.set_companion({k: v.detach().to(dev) for k, v in shadow[name].items()})
 
 
 def build_shadow(model: FedModel, state: dict[str, torch.Tensor]) -> dict[str, dict]:
@@ -253,4 +270,4 @@ def set_base_delta(model: FedModel, deltas: dict[str, torch.Tensor] | None) -> N
                              f"base weight {tuple(p.shape)}")
         if key not in saved:
             saved[key] = p.detach().clone()
-        p.data.copy_(saved[key] + delta.to(p.dtype))
+        p.data.copy_(saved[key] + delta.to(p.device, p.dtype))

