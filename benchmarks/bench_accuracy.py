@@ -12,6 +12,8 @@ paper's reference numbers beside ours.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import logging
 import shlex
@@ -65,19 +67,25 @@ def _table(results: dict, presets: list[str], view: str) -> str:
         cells = []
         for p in presets:
             r = results[p]["results"].get(m, {}).get(view)
-            cells.append("–" if r is None else f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}")
+            cells.append("–" if r is None else _cell(r))
         ref = [f"{PAPER.get(m, {}).get(c, '–')}" for c in paper_cols]
         lines.append(f"| {m} | " + " | ".join(cells) + " | " + " | ".join(ref) + " |")
     return "\n".join(lines)
+
+
+def _cell(r: dict) -> str:
+    n = len(r.get("per_seed", [])) or 1
+    return f"{100 * r['mean']:.2f} (1 seed)" if n == 1 else f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}"
 
 
 def write_doc(results: dict) -> None:
     presets = sorted(results)  # t1, t2, t3, t5: the paper's column order
     seeds = sorted({s for r in results.values() for s in r["seeds"]})
     commands = sorted({c for r in results.values() for c in r.get("commands", [r.get("command")])})
+    backbones = sorted({r.get("backbone", "vilt (tiny, random init)") for r in results.values()})
     body = [
         "<!-- accuracy:start -->",
-        f"Commands (seeds {seeds}; tiny ViLT backbone, random init, CPU; raw numbers and per-run",
+        f"Commands (seeds {seeds}; backbone {', '.join(backbones)}; CPU; raw numbers and per-run",
         "provenance in `benchmarks/results/accuracy.json`):",
         "",
         *[f"- `{c}`" for c in commands],
@@ -85,7 +93,7 @@ def write_doc(results: dict) -> None:
         "Client-mean final-round metric (accuracy for VQA / multiclass, micro-F1 for multi-label),",
         "mean ± std over seeds. **Personalized** = each client's adapter after its local training",
         "(what a hospital deploys); the paper's numbers are a pretrained ViLT-B/32 on the full",
-        "datasets, so compare the *gaps* between rows, not absolute values.",
+        "datasets (30 rounds), so compare the *gaps* between rows, not absolute values.",
         "",
         "### Personalized",
         "",
@@ -115,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     command = "python benchmarks/bench_accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if args.render:
-        write_doc(results)
+        with _locked() as results:
+            write_doc(results)
         return 0
     for preset in args.presets.split(","):
         key = f"{preset}@{args.tag}" if args.tag else preset
@@ -133,27 +141,50 @@ def main(argv: list[str] | None = None) -> int:
         summary["command"] = command
         summary["overrides"] = sets
         summary["elapsed_s"] = time.perf_counter() - t0
+        summary["backbone"] = _backbone(cfg)
         for entry in summary["results"].values():  # per-row provenance survives later merges
             entry["command"], entry["git_hash"] = command, summary["provenance"]["git_hash"]
-        old = results.get(key)
-        if old:  # a run with more methods adds rows to the same preset
-            summary["results"] = {**old["results"], **summary["results"]}
-            for view, rows in old.get("per_client", {}).items():
-                summary["per_client"][view] = {**rows, **summary["per_client"].get(view, {})}
-            summary["methods"] = old["methods"] + [m for m in summary["methods"] if m not in old["methods"]]
-            summary["commands"] = old.get("commands", [old["command"]]) + [command]
-            for view, curves in old.get("curves", {}).items():
-                summary["curves"][view] = {**curves, **summary["curves"].get(view, {})}
-        results[key] = summary
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1))
+        with _locked() as results:  # several processes may share the results file
+            results[key] = _merge(results.get(key), summary, command)
+            write_doc(results)
         print(f"{key}: done in {summary['elapsed_s']:.0f} s", flush=True)
         for m, r in summary["results"].items():
             p = r.get("personalized", {})
             print(f"  {m:22s} {100 * p.get('mean', float('nan')):6.2f} ± {100 * p.get('std', float('nan')):.2f}",
                   flush=True)
-    write_doc(results)
     return 0
+
+
+@contextlib.contextmanager
+def _locked():
+    """The results dict, read and written back under an exclusive lock (parallel benchmark runs)."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        yield results
+        RESULTS.write_text(json.dumps(results, indent=1))
+
+
+def _merge(old: dict | None, summary: dict, command: str) -> dict:
+    """A run with more methods (or seeds of other methods) adds rows to the same preset."""
+    if not old:
+        return summary
+    summary["results"] = {**old["results"], **summary["results"]}
+    for view, rows in old.get("per_client", {}).items():
+        summary["per_client"][view] = {**rows, **summary["per_client"].get(view, {})}
+    summary["methods"] = old["methods"] + [m for m in summary["methods"] if m not in old["methods"]]
+    summary["commands"] = old.get("commands", [old["command"]]) + [command]
+    summary["seeds"] = sorted(set(old.get("seeds", [])) | set(summary.get("seeds", [])))
+    for view, curves in old.get("curves", {}).items():
+        summary["curves"][view] = {**curves, **summary["curves"].get(view, {})}
+    return summary
+
+
+def _backbone(cfg) -> str:
+    m = cfg.model
+    weights = {None: "pretrained", "random": "random init", "tiny": "tiny, random init"}.get(m.pretrained, m.pretrained)
+    return f"{m.backbone} ({weights})"
 
 
 if __name__ == "__main__":

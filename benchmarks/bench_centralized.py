@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "centralized.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 TASKS = ("vqarad", "breastmnist", "pneumoniamnist", "retinamnist")
-# frozen-feature references (DESIGN.md, centralized, same data): what fine-tuning must beat
+# frozen-feature references (../shared/DESIGN.md, centralized, same data): what fine-tuning must beat
 REFERENCE = {"vqarad": "39-41 (MLP on frozen features)", "breastmnist": "73.1 majority; 80-86 probe",
              "pneumoniamnist": "62.5 majority; 84-87 probe", "retinamnist": "43.5 majority; 51-54 probe"}
 log = logging.getLogger("bench_centralized")

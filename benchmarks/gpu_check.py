@@ -9,7 +9,8 @@ places them with ``fedpia.device.place`` and checks:
   training, evaluation and activation probes, while ``trainable_state()`` stays fp32 on the CPU;
 - training steps run; samples/s (forward + backward + AdamW step, batch 16) per precision.
 
-Writes ``benchmarks/results/gpu_check.json``; exits 1 if a check fails.
+Writes its figures to ``results/gpu_check.json`` beside this script (created by the first GPU run);
+exits 1 if a check fails.
 
     python benchmarks/gpu_check.py                      # on a CUDA machine
     python benchmarks/gpu_check.py --device cpu --pretrained tiny --steps 2   # smoke test

@@ -72,7 +72,7 @@ def _imported_modules() -> set[str]:
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 found.add(node.module.split(".")[0])
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-                found.add(node.value)  # importlib.util.find_spec("...")
+                found.add(node.value.split("/", 1)[0])  # find_spec("pkg"), "pkg/file" resources
     return found
 
 

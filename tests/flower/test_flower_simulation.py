@@ -91,6 +91,7 @@ n_val = 2
 n_test = 4
 [model]
 backbone = "vilt"
+pretrained = "tiny"
 peft = "houlsby"
 adapter_width = 8
 [sim]

@@ -94,7 +94,7 @@ def test_cls_and_mean_pooling_differ_and_cls_uses_the_pooler(real_inputs):
 @pytest.mark.parametrize(
     "kwargs, needle",
     [
-        ({"backbone": "vilt", "pretrained": "tiny"}, "needs a hub id"),
+        ({"backbone": "vilt"}, "needs a hub id"),
         ({"backbone": "clip", "pretrained": "random"}, "needs a hub id"),
         ({"pretrained": "/some/checkpoint"}, "takes None"),
         ({"image_tokens": 15}, "image_tokens=15 must be a square"),
