@@ -45,7 +45,8 @@ PAPER = {
     "fedpia-server-only": {"t1": 44.47, "t2": 85.02, "t3": 65.58, "t5": 86.97},
     "fedpia-weight-cost": {"t1": 46.02, "t2": 87.13, "t3": 67.62, "t5": 87.93},
 }
-PRESET_COLUMN = {"t1-vqarad": "t1", "t2-modality": "t2", "t3-cxr-notes": "t3", "t5-mixed": "t5"}
+PRESET_COLUMN = {"t1-vqarad": "t1", "t2-modality": "t2", "t3-cxr-notes": "t3", "t5-mixed": "t5",
+                 "t1-medvqa": "t1", "t2-modality8": "t2"}
 
 
 def _base(key: str) -> str:
