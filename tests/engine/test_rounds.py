@@ -253,7 +253,7 @@ def test_round_record_shape_and_injected_faults():
                            {"client": 3, "kind": "count:7"}])
     out = _step(rules, _ups())
     rec = out.record
-    assert set(rec) | {"eval", "round_time"} == set(RECORD_KEYS)
+    assert set(rec) | {"eval", "eval_time", "round_time"} == set(RECORD_KEYS)
     assert rec["faults"] == {"c2": ["nan"], "c3": ["count:7"]}  # from the config, both engines
     assert rec["clients"]["c0"] == {"loss": 1.0}
     assert rec["bytes_down"] == 4 * sum(v.numel() * 4 for v in GLOBAL.values())

@@ -14,7 +14,7 @@ from fedpia.strategies import STRATEGIES
 LORA = ("fedit", "ffa-lora", "fedsa-lora", "flora", "fedex-lora")
 # round 1: client 2 sends a 1000x update (clipped); round 2: client 0 drops out
 FAULTS = [{"client": 2, "round": 1, "kind": "scale:1000"}, {"client": 0, "round": 2, "kind": "drop"}]
-TIMING = ("server_time", "round_time")
+TIMING = ("server_time", "eval_time", "round_time")
 CLIENT_TIMING = ("client_pia_time", "train_time")
 
 

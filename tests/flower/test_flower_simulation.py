@@ -13,7 +13,7 @@ from flower_helpers import run_inprocess
 
 from fedpia.rounds import RECORD_KEYS
 
-TIMING = ("server_time", "round_time")
+TIMING = ("server_time", "eval_time", "round_time")
 CLIENT_TIMING = ("client_pia_time", "train_time")
 
 

@@ -188,6 +188,7 @@ class FlowerStrategy(FlowerStrategyBase):
     ) -> Iterable[Message]:
         nodes = self.directory.nodes(grid)
         self._round["eval_nodes"] = {n.node_id: n for n in nodes.values()}
+        self._round["eval_t0"] = time.perf_counter()
         view = global_view(self.server)
         return [self._message(view, nodes[i], MessageType.EVALUATE, round=server_round)
                 for i in sorted(nodes)]
@@ -213,6 +214,7 @@ class FlowerStrategy(FlowerStrategyBase):
             per_index[node.index] = res
         record = self._round.get("record", {"round": server_round})
         record["eval"] = {self.names[i]: per_index[i] for i in sorted(per_index)}
+        record["eval_time"] = time.perf_counter() - self._round.get("eval_t0", time.perf_counter())
         record["round_time"] = time.perf_counter() - self._round.get("t0", time.perf_counter())
         self.history.append(record)
         return _mean_metrics(record["eval"])

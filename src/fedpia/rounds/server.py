@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 RECORD_KEYS = ("round", "clients", "failed", "rejected", "faults", "influence", "skipped",
                "server_time", "bytes_down", "bytes_up", "diagnostics", "privacy", "eval",
-               "round_time")
+               "eval_time", "round_time")
 
 
 class RoundFailed(RuntimeError):

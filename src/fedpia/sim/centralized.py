@@ -54,7 +54,7 @@ def run_centralized(
         t1 = time.perf_counter()
         model.load_trainable_state(adapter)
         rt.head.load_state_dict(head)
-        evals = {}
+        evals, t_eval = {}, time.perf_counter()
         for name, enc in tests.items():
             res = classification_metrics(predict(model, rt.head, enc), enc.targets, enc.answer_types, task=enc.task)
             evals[name] = {"personalized": res, "global": res}
@@ -64,7 +64,8 @@ def run_centralized(
                "influence": {"bound": None, "norms": {}, "clipped": {}}, "skipped": None,
                "server_time": 0.0, "bytes_down": 0, "bytes_up": 0,
                "diagnostics": {"pooled_train": len(pooled.train), "adapter_bytes": state_bytes(adapter)},
-               "eval": evals, "round_time": time.perf_counter() - t0}
+               "eval": evals, "eval_time": time.perf_counter() - t_eval,
+               "round_time": time.perf_counter() - t0}
         on_event("client_done", {"round": r, "client": "central"})
         on_event("round_end", rec)
         history.append(rec)

@@ -148,7 +148,9 @@ class Simulator:
                                       train=self.train_cfg, seed=self.sim.seed)
         outcome = round_zero(self.rules, server, clients, self.clients)
         record = outcome.record
+        t_eval = time.perf_counter()
         record["eval"] = self.evaluate(outcome.server, clients)
+        record["eval_time"] = time.perf_counter() - t_eval
         record["round_time"] = time.perf_counter() - t0
         self.on_event("round_end", record)
         state = SimState(server=outcome.server, clients=clients, round=0, history=[record],
@@ -209,7 +211,9 @@ class Simulator:
         if self.sim.share_heads and outcome.kept:
             new_clients = self._share_heads(new_clients, outcome.kept)
         record = outcome.record
+        t_eval = time.perf_counter()
         record["eval"] = self.evaluate(outcome.server, new_clients)
+        record["eval_time"] = time.perf_counter() - t_eval
         record["round_time"] = time.perf_counter() - t0
         self.on_event("round_end", record)
         return SimState(server=outcome.server, clients=new_clients, round=r,
