@@ -100,3 +100,22 @@ def test_head_file_names_are_safe_and_unique():
     assert head_stems(["a/b", "a b", "ok-1.x", "../x"]) == {
         "a/b": "a_b", "a b": "a_b-2", "ok-1.x": "ok-1.x", "../x": "x"}
     assert np.all([s for s in head_stems(["", "."]).values()])
+
+
+@pytest.mark.parametrize("peft", ["parallel", "compacter", "layernorm", "bias", "classifier",
+                                  "full", "prompt"])
+def test_every_peft_method_round_trips(peft, tmp_path):
+    from fedpia.experiments import ExperimentConfig, run_experiment
+
+    width = {"adapter_width": 8} if peft in ("parallel", "compacter") else {}
+    cfg = ExperimentConfig.from_dict({
+        "name": peft, "setting": "synthetic",
+        "setting_options": {"n_train": 8, "n_val": 2, "n_test": 4, "modalities": ["x-ray"]},
+        "model": {"pretrained": "tiny", "peft": peft, **width}, "strategy": "fedavg",
+        "sim": {"rounds": 1}, "train": {"lr": 5e-3, "batch_size": 8, "local_steps": 1}})
+    run_experiment(cfg, out_dir=tmp_path / "run")
+    ex = load_exported(export_run(tmp_path / "run", tmp_path / "x"), device="cpu")
+    client = next(iter(ex.heads))
+    ref, _ = reference_logits(cfg, tmp_path / "run", client, "global")
+    torch.testing.assert_close(exported_logits(ex, cfg, client)[0], ref, atol=1e-5, rtol=1e-5)
+    assert ex.manifest["adapter"]["peft"] == peft and ex.manifest["peft"] is None
