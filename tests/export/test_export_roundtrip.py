@@ -12,7 +12,7 @@ from export_helpers import exported_logits, reference_logits, trained_client
 
 from fedpia.client.metrics import classification_metrics
 from fedpia.export import MANIFEST, export_run, load_exported, predict
-from fedpia.rounds import build_run
+from fedpia.sim import load_checkpoint
 
 
 def test_global_export_predicts_like_the_run_for_every_head(mixed_run, tmp_path):
@@ -20,7 +20,10 @@ def test_global_export_predicts_like_the_run_for_every_head(mixed_run, tmp_path)
     out = export_run(run_dir, tmp_path / "global")
     ex = load_exported(out, device="cpu")
     manifest = json.loads((out / MANIFEST).read_text())
-    assert set(ex.heads) == {c.name for c in build_run(cfg).data.clients}
+    _, clients, _ = load_checkpoint(run_dir / "checkpoints")
+    trained = {n for n, c in clients.items() if c.adapter is not None}
+    assert set(ex.heads) == trained and set(manifest["heads_left_out"]) == set(clients) - trained
+    assert manifest["heads_left_out"] and len(trained) == 4  # sampled 2 of 5 per round, 2 rounds
     assert manifest["tasks"] == ["multiclass", "multilabel", "vqa"]
     for name, head in ex.heads.items():
         ref, rt = reference_logits(cfg, run_dir, name, "global")

@@ -14,7 +14,7 @@ come from, ``fingerprint`` = sha256 over the frozen backbone tensors as rebuilt 
 ``model_config``, checked at load); ``model_config`` (every :class:`~fedpia.models.ModelConfig`
 field); ``adapter`` (global or client, round, PEFT method, tensor / parameter counts, unit widths);
 ``heads`` ({client: task, number of labels, files, the run's last-round metrics of this adapter
-with this head}); ``tasks``; ``privacy`` (a DP run's ledger report: ε, δ, σ, mode, and what it
+with this head}); ``heads_left_out`` ({client: why}: clients that never trained); ``tasks``; ``privacy`` (a DP run's ledger report: ε, δ, σ, mode, and what it
 covers; None without DP); ``peft`` (the peft-format folder or why there is none); ``provenance``
 (the run: folder, name, setting, strategy, seed, rounds, status, the versions and git hash it
 trained with; the versions and git hash that exported it); ``files`` ({relative path: sha256} of

@@ -6,7 +6,9 @@ A run folder (``fedpia run --out RUN_DIR``) holds ``config.json`` (written when 
 :func:`select_adapter` picks what one export carries:
 
 - ``"global"``: the server's global adapter (+ its LoRA base-weight deltas, FLoRA / FedEx-LoRA)
-  and every client's head: the ``global`` evaluation view of each client;
+  and the head of every client that has trained: the ``global`` evaluation view of each client
+  (a client never sampled still has its randomly initialised head: left out, and named in
+  ``Selection.left_out``);
 - a client name: that client's personalised adapter (+ its base-weight deltas) and its own head:
   its ``personalized`` evaluation view (Ditto: the personal model; FedSA-LoRA: local B, ...).
 
@@ -15,6 +17,7 @@ Every refusal is an :class:`ExportError` (a ValueError) saying what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +55,8 @@ class Selection:
 
     ``kind``: "global" | "client"; ``heads``: ``{client: head state}``; ``metrics``: ``{client:
     the last round's metrics of this adapter with that client's head}`` (absent when the run did
-    not evaluate that view, e.g. ``sim.eval_global=False``)."""
+    not evaluate that view, e.g. ``sim.eval_global=False``); ``left_out``: ``{client: why its
+    head is not exported}``."""
 
     kind: str
     client: str | None
@@ -60,6 +64,7 @@ class Selection:
     base_delta: State | None
     heads: dict[str, State]
     metrics: dict[str, dict[str, float]]
+    left_out: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -125,12 +130,16 @@ def select_adapter(snap: RunSnapshot, adapter: str = "global") -> Selection:
     unknown client or a client that has not trained yet."""
     evals = _last_eval(snap)
     if adapter == "global":
-        heads = {n: c.head for n, c in snap.clients.items() if c.head is not None}
-        if not heads:
-            raise ExportError(f"the checkpoint in {snap.run_dir} holds no client head")
+        trained = {n: c for n, c in snap.clients.items() if c.adapter is not None and c.head is not None}
+        if not trained:
+            raise ExportError(f"no client of the run in {snap.run_dir} has trained yet: no trained "
+                              "head to export")
+        left_out = {n: "never trained: its head is the random init" for n in snap.clients
+                    if n not in trained}
+        heads = {n: c.head for n, c in trained.items()}
         metrics = {n: evals[n]["global"] for n in heads if "global" in evals.get(n, {})}
         return Selection("global", None, snap.server.adapter, _delta(snap.server.extra), heads,
-                         metrics)
+                         metrics, left_out)
     if adapter not in snap.clients:
         raise ExportError(f"unknown client {adapter!r}: --adapter takes 'global' or one of "
                           f"{sorted(snap.clients)}")

@@ -153,6 +153,7 @@ def _write(tmp: Path, snap: RunSnapshot, sel: Selection) -> None:
         "model_config": dataclasses.asdict(cfg),
         "adapter": _adapter_section(cfg, sel, snap.round),
         "heads": heads,
+        "heads_left_out": sel.left_out,
         "tasks": sorted({h["task"] for h in heads.values()}),
         "privacy": privacy,
         "peft": peft,
