@@ -180,9 +180,11 @@ def export_run(run_dir: str | Path, out: str | Path, adapter: str = "global", *,
     tmp.mkdir()
     try:
         _write(tmp, snap, sel)
-        if out.exists():
-            shutil.rmtree(out)
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():  # an earlier export (force): swapped out, then removed
+            os.replace(out, old)
         os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if snap.config.dp.enabled:
