@@ -1,4 +1,4 @@
-"""``fedpia`` command line: run, compare, demo, list, data summary.
+"""``fedpia`` command line: run, compare, demo, list, export, predict, data summary.
 
 Thin layer over :mod:`fedpia.experiments`; every command is also a plain Python function there.
 Help texts are plain text (no reStructuredText): ``fedpia --help`` prints them as written.
@@ -21,7 +21,8 @@ from rich.text import Text
 APP_HELP = (
     "Federated fine-tuning of vision-language models with adapters (FedPIA and baselines).\n\n"
     "Start with `fedpia demo`, list what is available with `fedpia list presets|strategies|backbones|peft`, "
-    "run one experiment with `fedpia run --preset NAME` and several with `fedpia compare`."
+    "run one experiment with `fedpia run --preset NAME` and several with `fedpia compare`; take a "
+    "trained adapter out with `fedpia export RUN_DIR --out DIR` and use it with `fedpia predict DIR`."
 )
 # show_locals off: a crash must not dump tensors (thousands of lines) into the terminal
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=APP_HELP,
@@ -268,6 +269,58 @@ def _main(
                                           help="print the fedpia version and exit")] = False,
 ) -> None:
     """Federated fine-tuning of vision-language models with adapters."""
+
+
+@app.command("export")
+def export_(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder (the --out of fedpia run)")],
+    out: Annotated[Path, typer.Option(help="the export folder to write")],
+    adapter: Annotated[str, typer.Option(help="global, or a client name: its personalised adapter")] = "global",
+    force: Annotated[bool, typer.Option(help="replace an earlier export in --out")] = False,
+    verbose: Annotated[bool, typer.Option(help="debug logs; tracebacks instead of short errors")] = False,
+) -> None:
+    """Export a run's adapter, heads and their vocabularies to a self-describing folder (docs/export.md)."""
+    from fedpia.export import MANIFEST, export_run
+
+    _setup_logging(verbose)
+    try:
+        export_run(run_dir, out, adapter, force=force)
+    except USER_ERRORS as exc:
+        _user_error(exc, verbose)
+    console.print(f"exported: {out / MANIFEST}", markup=False, highlight=False)
+
+
+@app.command("predict")
+def predict_(
+    export_dir: Annotated[Path, typer.Argument(help="an export folder (fedpia export --out)")],
+    image: Annotated[Path, typer.Option(help="image file")],
+    question: Annotated[str, typer.Option(help="the question (VQA) or the text of a classification task")],
+    top_k: Annotated[int, typer.Option(help="answers shown (VQA / multiclass)")] = 5,
+    head: Annotated[str | None, typer.Option(help="which client's head (needed when the export has several)")] = None,
+    threshold: Annotated[float | None, typer.Option(help="multi-label: show labels scoring at least this (default 0.5)")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:n] | mps")] = "auto",
+    verbose: Annotated[bool, typer.Option(help="debug logs; tracebacks instead of short errors")] = False,
+) -> None:
+    """Answer a question about an image with an exported adapter: labels with scores, best first."""
+    from fedpia.export import MULTILABEL_THRESHOLD, load_exported, predict
+
+    _setup_logging(verbose)
+    try:
+        exported = load_exported(export_dir, device=device)
+        chosen = exported.head(head)
+        answers = predict(exported, image, question, head=chosen.name, top_k=top_k, threshold=threshold)
+    except USER_ERRORS as exc:
+        _user_error(exc, verbose)
+    console.print(f"head {chosen.name} ({chosen.task})", markup=False, highlight=False)
+    table = Table("label" if chosen.task == "multilabel" else "answer", "score")
+    for label, score in answers:
+        table.add_row(Text(label), f"{score:.4f}")
+    console.print(table, highlight=False)
+    if not answers:
+        best = predict(exported, image, question, head=chosen.name, threshold=float("-inf"))[0]
+        cut = MULTILABEL_THRESHOLD if threshold is None else threshold
+        console.print(f"no label scores {cut} or more (highest: {best[0]} "
+                      f"{best[1]:.4f})", markup=False, highlight=False)
 
 
 @data_app.command("summary")

@@ -14,12 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,35 +25,11 @@ import numpy as np
 from fedpia.experiments.config import ExperimentConfig
 from fedpia.experiments.loggers import RunLogger, RunLoggers, build_loggers
 from fedpia.experiments.resume import check_resume_config, finished_results, refuse_existing_run
+from fedpia.provenance import provenance  # re-exported: fedpia.experiments.provenance
 
 log = logging.getLogger(__name__)
 
-_PACKAGES = ("fedpia", "torch", "transformers", "peft", "POT", "numpy", "flwr")
-
-
-def provenance() -> dict[str, Any]:
-    """Versions, git hash, host facts: what a reader needs to reproduce a result."""
-    versions = {}
-    for pkg in _PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    try:
-        git = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        git = None
-    return {
-        "versions": versions,
-        "git_hash": git,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+__all__ = ["provenance", "run_experiment", "summarize"]
 
 
 def summarize(history: list[dict[str, Any]], tasks: dict[str, str]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ state are swapped into the shared model; nothing else is copied. A round:
    raises :class:`~fedpia.rounds.RoundFailed`);
 4. ``sim.share_heads``: heads averaged among clients of the same task (in-process only);
 5. ``evaluate_client`` for every client (personalised and global views);
-6. an atomic checkpoint (the privacy ledger included, so a resumed DP run keeps counting).
+6. an atomic checkpoint (the privacy ledger included, so a resumed DP run keeps counting; and
+   every head's label vocabulary, so a head can be exported with its answer strings).
 
 DP noise here is seeded from the run seed (``noise_secret=None``): reproducible, and no real
 privacy against anyone who knows ``sim.seed`` (:data:`fedpia.rounds.SEEDED_NOISE`).
@@ -163,7 +164,14 @@ class Simulator:
             save_checkpoint(self.checkpoint_dir, server=state.server, clients=state.clients,
                             round_=state.round,
                             meta={"history": state.history,
-                                  "privacy": state.ledger.state() if state.ledger else None})
+                                  "privacy": state.ledger.state() if state.ledger else None,
+                                  "heads": self.head_vocabularies()})
+
+    def head_vocabularies(self) -> dict[str, dict[str, Any]]:
+        """``{client: {"task", "labels"}}``: each head's output index -> answer / label string
+        (the client's training label space), saved in every checkpoint so an exported head
+        (:mod:`fedpia.export`) prints strings."""
+        return {c.name: {"task": c.task, "labels": list(c.space.labels)} for c in self.clients}
 
     def resume_state(self) -> SimState:
         """The state saved by the last checkpoint (the privacy ledger included)."""
