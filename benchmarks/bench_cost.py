@@ -1,16 +1,22 @@
 """Cost benchmark: where a FedPIA round's time goes, memory vs number of clients, engines.
 
 1. Shares of round time: server PIA (aggregate), client PIA (probe + permute + merge), local
-   training, evaluation — from a FedPIA run on the synthetic preset.
-2. Simulator wall time vs the summed per-client compute it contains.
-3. Peak RSS vs K clients (each K in a fresh subprocess): must grow by adapters + heads + data,
-   not by backbones (the simulator holds one backbone).
-4. In-process vs Flower (Ray) simulation wall time for the same tiny run.
+   training, evaluation — from a FedPIA run of a real preset on the pretrained minilm-vl
+   (default: t1-medvqa, 5 clients capped at 96 training / 64 test samples, as the accuracy grid),
+   and training throughput (samples/s).
+2. Simulator wall time vs the summed compute it contains (client training + client PIA +
+   evaluation + server step).
+3. Client PIA vs local data size: the per-sample cost of the probe forward (c_f) and of a
+   training step (c_t) measured in (1) give the share 2·m·c_f / (2·m·c_f + E·n·c_t) for a probe
+   of m samples and E local epochs over n samples (derived, not timed).
+4. Peak RSS vs K clients (each K in a fresh subprocess, pretrained minilm-vl): must grow by
+   adapters + heads + data, not by backbones (the simulator holds one backbone).
+5. In-process vs Flower (Ray) simulation wall time for the same tiny run.
 
 Writes ``benchmarks/results/cost.json`` and the ``<!-- cost:start -->`` section of
 ``docs/benchmarks.md``.
 
-    python benchmarks/bench_cost.py [--skip-flower]
+    python benchmarks/bench_cost.py --data-root ../shared/data [--skip-flower]
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ k = int(sys.argv[1])
 mods = ["x-ray", "ultrasound", "fundus", "ct"]
 data = get_setting("synthetic", seed=0, modalities=tuple(mods[i % 4] for i in range(k)),
                    n_train=32, n_val=4, n_test=16)
-model = build_model(ModelConfig(pretrained="tiny", backbone="vilt", peft="houlsby", adapter_width=16))
+model = build_model(ModelConfig(peft="houlsby", adapter_width=64))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sim = Simulator(model, data, build_strategy("fedpia"), sim=SimConfig(rounds=2),
                 train=TrainConfig(lr=3e-3, batch_size=16, local_steps=2))
@@ -53,23 +59,43 @@ print(json.dumps({"k": k, "rss_after_model_kb": base, "peak_rss_kb": peak,
 """
 
 
-def round_shares(rounds: int) -> dict:
-    from fedpia.experiments import get_preset, run_experiment
+SHARE_SETS = ["setting_options.max_train=96", "setting_options.max_test=64", "setting_options.max_val=16"]
 
-    cfg = get_preset("demo").with_overrides([f"sim.rounds={rounds}"])
+
+def round_shares(preset: str, rounds: int, data_root: str, sets: list[str]) -> dict:
+    from fedpia.experiments import get_preset, run_experiment
+    from fedpia.rounds.build import build_run
+
+    cfg = get_preset(preset).with_overrides([f"data_root={data_root!r}", f"sim.rounds={rounds}", *sets])
     res = run_experiment(cfg, out_dir=ROOT / "runs" / "bench_cost" / "shares", overwrite=True)
     hist = res["history"][1:]  # round 1 has no client PIA (no local adapter yet)
     tot = sum(h["round_time"] for h in hist)
     server = sum(h["server_time"] for h in hist)
+    evals = sum(h["eval_time"] for h in hist)
     pia = sum(c["client_pia_time"] for h in hist for c in h["clients"].values())
     train = sum(c["train_time"] for h in hist for c in h["clients"].values())
+    data = build_run(cfg).data
+    n_train = {c.name: len(c.train) for c in data.clients}
+    samples = sum(n_train[name] * cfg.train.local_epochs for h in hist for name in h["clients"])
+    probe = cfg.strategy_options.get("probe_samples", 256) or cfg.model.adapter_width
+    probe_fwd = sum(2 * min(probe, n_train[name]) for h in hist for name in h["clients"])
     return {
-        "rounds_measured": len(hist), "round_time_s": tot,
+        "preset": preset, "overrides": sets, "rounds_measured": len(hist), "round_time_s": tot,
         "server_pia_share": server / tot, "client_pia_share": pia / tot, "train_share": train / tot,
-        "other_share (eval, validation, checkpoint)": 1 - (server + pia + train) / tot,
-        "summed_client_compute_s": pia + train, "sim_wall_s": tot,
-        "sim_overhead_ratio": tot / (pia + train),
+        "eval_share": evals / tot, "other_share": 1 - (server + pia + train + evals) / tot,
+        "summed_compute_s": pia + train + evals + server, "sim_wall_s": tot,
+        "sim_overhead_ratio": tot / (pia + train + evals + server),
+        "train_samples_per_s": samples / train,
+        "train_s_per_sample": train / samples, "probe_s_per_sample": pia / probe_fwd,
+        "probe_samples": probe, "local_epochs": cfg.train.local_epochs, "clients_n_train": n_train,
     }
+
+
+def pia_share(c_f: float, c_t: float, m: int, n: int, epochs: int = 1) -> float:
+    """Client PIA share of (client PIA + local training): 2·m'·c_f / (2·m'·c_f + E·n·c_t),
+    m' = min(m, n) probe samples, each run through the model twice (local and global adapter)."""
+    probe = 2 * min(m, n) * c_f
+    return probe / (probe + epochs * n * c_t)
 
 
 def memory(ks: list[int]) -> list[dict]:
@@ -111,14 +137,30 @@ def engines() -> dict:
 
 def write_doc(res: dict, command: str) -> None:
     s = res["shares"]
-    lines = ["<!-- cost:start -->", f"Command: `{command}`; load average at start {res['load']}.", "",
+    lines = ["<!-- cost:start -->", f"Command: `{command}`; load average at start {res['load']:.1f}, "
+             f"at end {res.get('load_end', float('nan')):.1f} (2 cores).", "",
+             f"Shares of round time, FedPIA on `{s['preset']}` ({', '.join(s['overrides'])}), pretrained "
+             f"minilm-vl + Houlsby-64, rounds 2..{s['rounds_measured'] + 1} (round 1 has no client PIA):", "",
              "| measure | value |", "|---|---:|",
              f"| server PIA share of round time | {100 * s['server_pia_share']:.2f}% |",
-             f"| client PIA share of round time | {100 * s['client_pia_share']:.2f}% |",
+             f"| client PIA share of round time (probe of {s['probe_samples']} samples, 2 forwards) | "
+             f"{100 * s['client_pia_share']:.2f}% |",
              f"| local training share | {100 * s['train_share']:.2f}% |",
-             f"| other (evaluation, validation, checkpoint) | {100 * s['other_share (eval, validation, checkpoint)']:.2f}% |",
-             f"| simulator wall / summed client compute | {s['sim_overhead_ratio']:.2f}× |", ""]
-    lines += ["Peak RSS vs number of clients (each K a fresh process, 2 rounds, tiny ViLT + Houlsby):", "",
+             f"| evaluation share (both views, every client) | {100 * s['eval_share']:.2f}% |",
+             f"| other (payload, screening, bookkeeping) | {100 * s['other_share']:.2f}% |",
+             f"| simulator wall / summed compute (training + PIA + evaluation + server) | "
+             f"{s['sim_overhead_ratio']:.3f}× |",
+             f"| training throughput (forward + backward + AdamW, batch 16, 1 thread) | "
+             f"{s['train_samples_per_s']:.1f} samples/s |",
+             f"| probe forward per sample / training step per sample | "
+             f"{s['probe_s_per_sample'] / s['train_s_per_sample']:.2f} |", ""]
+    lines += ["Client PIA share of a client's round (PIA + local training) vs its training-set size n, "
+              "derived from the two per-sample costs above (1 local epoch):", "",
+              "| n | probe 256 (default) | probe 64 |", "|---:|---:|---:|"]
+    for n, a, b in res["pia_vs_n"]:
+        lines.append(f"| {n} | {100 * a:.1f}% | {100 * b:.1f}% |")
+    lines += ["", "Peak RSS vs number of clients (each K a fresh process, 2 rounds, synthetic data, "
+              "pretrained minilm-vl + Houlsby-64):", "",
               "| K | peak RSS (MiB) | RSS after model build (MiB) | backbone (MiB) | adapter per client (KiB) |",
               "|---:|---:|---:|---:|---:|"]
     for m in res["memory"]:
@@ -135,17 +177,26 @@ def write_doc(res: dict, command: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--preset", default="t1-medvqa")
+    ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--set", action="append", default=None, help="overrides of the shares run "
+                    f"(default: {' '.join(SHARE_SETS)})")
     ap.add_argument("--ks", default="2,4,8,16,32")
     ap.add_argument("--skip-flower", action="store_true")
     args = ap.parse_args(argv)
     command = "python benchmarks/bench_cost.py " + " ".join(argv or sys.argv[1:])
     res = {"command": command, "load": os.getloadavg()[0]}
-    res["shares"] = round_shares(args.rounds)
-    print(json.dumps(res["shares"], indent=1), flush=True)
+    res["shares"] = s = round_shares(args.preset, args.rounds, args.data_root,
+                                     SHARE_SETS if args.set is None else args.set)
+    print(json.dumps(s, indent=1), flush=True)
+    c_f, c_t = s["probe_s_per_sample"], s["train_s_per_sample"]
+    res["pia_vs_n"] = [(n, pia_share(c_f, c_t, 256, n), pia_share(c_f, c_t, 64, n))
+                       for n in (96, 250, 500, 1000, 2500, 5000)]
     res["memory"] = memory([int(k) for k in args.ks.split(",")])
     if not args.skip_flower:
         res["engines"] = engines()
         print(res["engines"], flush=True)
+    res["load_end"] = os.getloadavg()[0]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=1))
     write_doc(res, command)
