@@ -2,7 +2,8 @@
 
 Layout of ``<dir>/checkpoint/``: ``tensors.safetensors`` (flat names such as
 ``server/adapter/<key>``, ``client/<name>/head/<key>``) and ``meta.json`` (round, history,
-config, and the structure needed to rebuild the states). A checkpoint is written into a fresh
+privacy ledger, each head's task and labels, and the structure needed to rebuild the states; the
+run's config is ``config.json`` beside the checkpoints, written by the runner). A checkpoint is written into a fresh
 temporary folder and swapped in with renames, so a kill at any moment leaves either the previous
 or the new checkpoint complete.
 """
