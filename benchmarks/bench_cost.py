@@ -42,19 +42,24 @@ from fedpia.data import get_setting
 from fedpia.models import ModelConfig, build_model
 from fedpia.sim import SimConfig, Simulator
 from fedpia.strategies import build_strategy
+def rss_kb():  # current resident set (ru_maxrss is a peak: model loading would hide the growth)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
 k = int(sys.argv[1])
 mods = ["x-ray", "ultrasound", "fundus", "ct"]
 data = get_setting("synthetic", seed=0, modalities=tuple(mods[i % 4] for i in range(k)),
                    n_train=32, n_val=4, n_test=16)
 model = build_model(ModelConfig(peft="houlsby", adapter_width=64))
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = rss_kb()
 sim = Simulator(model, data, build_strategy("fedpia"), sim=SimConfig(rounds=2),
                 train=TrainConfig(lr=3e-3, batch_size=16, local_steps=2))
 state = sim.run()
+after = rss_kb()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 backbone = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
 adapter = sum(v.numel() * v.element_size() for v in state.server.adapter.values())
-print(json.dumps({"k": k, "rss_after_model_kb": base, "peak_rss_kb": peak,
+print(json.dumps({"k": k, "rss_after_model_kb": base, "rss_after_run_kb": after, "peak_rss_kb": peak,
                   "backbone_bytes": backbone, "adapter_bytes": adapter}))
 """
 
@@ -137,8 +142,11 @@ def engines() -> dict:
 
 def write_doc(res: dict, command: str) -> None:
     s = res["shares"]
-    lines = ["<!-- cost:start -->", f"Command: `{command}`; load average at start {res['load']:.1f}, "
-             f"at end {res.get('load_end', float('nan')):.1f} (2 cores).", "",
+    cmds = res.get("commands") or {"shares": command, "memory": command, "engines": command}
+    lines = ["<!-- cost:start -->", "Commands: " + "; ".join(f"{part}: `{c}`" for part, c in sorted(cmds.items()))
+             + f". Load average at the start of the last command {res['load']:.1f}, at its end "
+             f"{res.get('load_end', float('nan')):.1f} (2 cores; timings indicative, the shares are "
+             "ratios within one run).", "",
              f"Shares of round time, FedPIA on `{s['preset']}` ({', '.join(s['overrides'])}), pretrained "
              f"minilm-vl + Houlsby-64, rounds 2..{s['rounds_measured'] + 1} (round 1 has no client PIA):", "",
              "| measure | value |", "|---|---:|",
@@ -161,11 +169,14 @@ def write_doc(res: dict, command: str) -> None:
         lines.append(f"| {n} | {100 * a:.1f}% | {100 * b:.1f}% |")
     lines += ["", "Peak RSS vs number of clients (each K a fresh process, 2 rounds, synthetic data, "
               "pretrained minilm-vl + Houlsby-64):", "",
-              "| K | peak RSS (MiB) | RSS after model build (MiB) | backbone (MiB) | adapter per client (KiB) |",
-              "|---:|---:|---:|---:|---:|"]
+              "| K | RSS after model build (MiB) | RSS after the run (MiB) | growth (MiB) | peak RSS (MiB) | "
+              "frozen backbone (MiB) | adapter per client (MiB) |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
     for m in res["memory"]:
-        lines.append(f"| {m['k']} | {m['peak_rss_kb'] / 1024:.0f} | {m['rss_after_model_kb'] / 1024:.0f} | "
-                     f"{m['backbone_bytes'] / 2**20:.1f} | {m['adapter_bytes'] / 1024:.1f} |")
+        lines.append(f"| {m['k']} | {m['rss_after_model_kb'] / 1024:.0f} | {m['rss_after_run_kb'] / 1024:.0f} | "
+                     f"{(m['rss_after_run_kb'] - m['rss_after_model_kb']) / 1024:.0f} | "
+                     f"{m['peak_rss_kb'] / 1024:.0f} | {m['backbone_bytes'] / 2**20:.1f} | "
+                     f"{m['adapter_bytes'] / 2**20:.2f} |")
     if res.get("engines"):
         e = res["engines"]
         lines += ["", f"In-process vs Flower simulation (Ray, 3 clients, 2 rounds, same config): "
@@ -183,19 +194,28 @@ def main(argv: list[str] | None = None) -> int:
                     f"(default: {' '.join(SHARE_SETS)})")
     ap.add_argument("--ks", default="2,4,8,16,32")
     ap.add_argument("--skip-flower", action="store_true")
+    ap.add_argument("--parts", default="shares,memory,engines",
+                    help="what to measure; the other parts keep their figures from the results file")
     args = ap.parse_args(argv)
+    parts = set(args.parts.split(","))
     command = "python benchmarks/bench_cost.py " + " ".join(argv or sys.argv[1:])
-    res = {"command": command, "load": os.getloadavg()[0]}
-    res["shares"] = s = round_shares(args.preset, args.rounds, args.data_root,
-                                     SHARE_SETS if args.set is None else args.set)
-    print(json.dumps(s, indent=1), flush=True)
-    c_f, c_t = s["probe_s_per_sample"], s["train_s_per_sample"]
-    res["pia_vs_n"] = [(n, pia_share(c_f, c_t, 256, n), pia_share(c_f, c_t, 64, n))
-                       for n in (96, 250, 500, 1000, 2500, 5000)]
-    res["memory"] = memory([int(k) for k in args.ks.split(",")])
-    if not args.skip_flower:
+    res = json.loads(RESULTS.read_text()) if RESULTS.exists() and parts != {"shares", "memory", "engines"} else {}
+    res.setdefault("commands", {})
+    res.update(command=command, load=os.getloadavg()[0])
+    if "shares" in parts:
+        res["shares"] = s = round_shares(args.preset, args.rounds, args.data_root,
+                                         SHARE_SETS if args.set is None else args.set)
+        print(json.dumps(s, indent=1), flush=True)
+        c_f, c_t = s["probe_s_per_sample"], s["train_s_per_sample"]
+        res["pia_vs_n"] = [(n, pia_share(c_f, c_t, 256, n), pia_share(c_f, c_t, 64, n))
+                           for n in (96, 250, 500, 1000, 2500, 5000)]
+    if "memory" in parts:
+        res["memory"] = memory([int(k) for k in args.ks.split(",")])
+    if "engines" in parts and not args.skip_flower:
         res["engines"] = engines()
         print(res["engines"], flush=True)
+    for part in parts:
+        res["commands"][part] = command
     res["load_end"] = os.getloadavg()[0]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=1))
