@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="", help="store as PRESET@TAG (e.g. a longer-round variant), "
                     "a separate table column")
     ap.add_argument("--render", action="store_true", help="only rewrite the docs from the JSON")
+    ap.add_argument("--resume", action="store_true", help="continue the runs under --out (finished "
+                    "runs are read back, not re-run)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     command = "python benchmarks/bench_accuracy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.with_overrides(sets)
         t0 = time.perf_counter()
         summary = run_compare(cfg, methods=args.methods.split(","), seeds=[int(s) for s in args.seeds.split(",")],
-                              out_dir=Path(args.out) / key, overwrite=True)  # benchmarks re-measure
+                              out_dir=Path(args.out) / key, overwrite=not args.resume,  # re-measure
+                              resume=args.resume)
         summary.pop("table", None)
         summary["command"] = command
         summary["overrides"] = sets
@@ -183,9 +186,10 @@ def _merge(old: dict | None, summary: dict, command: str) -> dict:
 
 
 def _backbone(cfg) -> str:
-    m = cfg.model
-    weights = {None: "pretrained", "random": "random init", "tiny": "tiny, random init"}.get(m.pretrained, m.pretrained)
-    return f"{m.backbone} ({weights})"
+    m = cfg.model  # the model section as a dict
+    pretrained = m.get("pretrained")
+    weights = {None: "pretrained", "random": "random init", "tiny": "tiny, random init"}.get(pretrained, pretrained)
+    return f"{m.get('backbone', 'minilm-vl')} ({weights})"
 
 
 if __name__ == "__main__":
