@@ -148,12 +148,7 @@ class Simulator:
         clients = independent_clients(self.model.cfg, self.clients, epochs=self.sim.independent_epochs,
                                       train=self.train_cfg, seed=self.sim.seed)
         outcome = round_zero(self.rules, server, clients, self.clients)
-        record = outcome.record
-        t_eval = time.perf_counter()
-        record["eval"] = self.evaluate(outcome.server, clients)
-        record["eval_time"] = time.perf_counter() - t_eval
-        record["round_time"] = time.perf_counter() - t0
-        self.on_event("round_end", record)
+        record = self._close_round(outcome.record, outcome.server, clients, t0)
         state = SimState(server=outcome.server, clients=clients, round=0, history=[record],
                          ledger=new_ledger(self.rules, noise=SEEDED_NOISE))
         self._checkpoint(state)
@@ -218,16 +213,22 @@ class Simulator:
                               updates=updates, failed=failed, payload=payload, ledger=state.ledger)
         if self.sim.share_heads and outcome.kept:
             new_clients = self._share_heads(new_clients, outcome.kept)
-        record = outcome.record
-        t_eval = time.perf_counter()
-        record["eval"] = self.evaluate(outcome.server, new_clients)
-        record["eval_time"] = time.perf_counter() - t_eval
-        record["round_time"] = time.perf_counter() - t0
-        self.on_event("round_end", record)
+        record = self._close_round(outcome.record, outcome.server, new_clients, t0)
         return SimState(server=outcome.server, clients=new_clients, round=r,
                         history=[*state.history, record], ledger=outcome.ledger)
 
     # ---------------------------------------------------------------- pieces
+    def _close_round(self, record: dict[str, Any], server: ServerState,
+                     clients: dict[str, ClientState], t0: float) -> dict[str, Any]:
+        """Evaluate both views into ``record`` (``eval``, ``eval_time``), stamp ``round_time``
+        (since ``t0``) and emit ``round_end``."""
+        t_eval = time.perf_counter()
+        record["eval"] = self.evaluate(server, clients)
+        record["eval_time"] = time.perf_counter() - t_eval
+        record["round_time"] = time.perf_counter() - t0
+        self.on_event("round_end", record)
+        return record
+
     def _share_heads(
         self, clients: dict[str, ClientState], names: list[str]
     ) -> dict[str, ClientState]:
