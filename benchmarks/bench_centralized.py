@@ -41,8 +41,6 @@ from fedpia.client import (
     classification_metrics,
     encode_split,
     predict,
-    round_lr,
-    train_local,
 )
 from fedpia.data import LabelSpace
 from fedpia.data.medmnist_data import load_medmnist
@@ -50,6 +48,7 @@ from fedpia.data.vqarad import load_vqa_rad
 from fedpia.device import place
 from fedpia.experiments.runner import provenance
 from fedpia.models import ModelConfig, build_head, build_model
+from fedpia.sim.centralized import train_epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "centralized.json"
@@ -90,17 +89,10 @@ def run_one(task: str, weights: str, args, overrides: dict) -> dict:
     tcfg = TrainConfig(lr=args.lr, head_lr=args.head_lr, batch_size=args.batch, local_epochs=1,
                        warmup_frac=args.warmup, weight_decay=0.01, device=args.device,
                        precision=args.precision)
-    adapter = model.trainable_state()
-    hstate = {k: v.clone() for k, v in head.state_dict().items()}
     curve, train_time = [], 0.0
-    for epoch in range(1, args.epochs + 1):
-        lr = round_lr(tcfg, epoch, args.epochs)
-        t1 = time.perf_counter()
-        adapter, hstate, stats = train_local(model, head, train, start=adapter, head_state=hstate,
-                                             cfg=tcfg, lr=lr, seed=args.seed * 1000 + epoch)
-        train_time += time.perf_counter() - t1
-        model.load_trainable_state(adapter)
-        head.load_state_dict(hstate)
+    for epoch, lr, stats, seconds in train_epochs(model, head, train, cfg=tcfg, epochs=args.epochs,
+                                                  seed_of=lambda e: args.seed * 1000 + e):
+        train_time += seconds
         metrics = classification_metrics(predict(model, head, test), test.targets.cpu(),
                                          test.answer_types, task=test.task)
         curve.append({"epoch": epoch, "lr": lr, "loss": stats["loss"], **metrics})
