@@ -30,7 +30,8 @@ MEASURES = (("client_moved", "client: units moved"), ("client_gain", "client: co
 
 
 def per_round(paths: list[Path]) -> dict[int, dict[str, float]]:
-    """Mean over the given runs of each measure, per round (nan where no run has it)."""
+    """Mean over the given runs of each measure, per round (a measure no run has in a round,
+    or only as nan, is left out of that round)."""
     acc: dict[int, dict[str, list[float]]] = {}
     for path in paths:
         for row in pia_rounds(json.loads(path.read_text())["history"]):
@@ -54,12 +55,20 @@ def table(summary: dict[str, dict], rounds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def _rounds(text: str) -> list[int]:
+    try:
+        return [int(r) for r in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated round numbers, got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, required=True, help="bench_accuracy.py --out folder")
     ap.add_argument("--presets", default="t1-medvqa,t2-modality8,t5-mixed")
     ap.add_argument("--method", default="fedpia")
-    ap.add_argument("--rounds", default="2,3,4,5,6,8,10", help="rounds shown in the table")
+    ap.add_argument("--rounds", type=_rounds, default=_rounds("2,3,4,5,6,8,10"),
+                    help="rounds shown in the table")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     summary = {}
@@ -68,8 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not paths:
             sys.exit(f"no finished {args.method} runs under {args.runs / preset / args.method}")
         summary[preset] = {"seeds": [p.parent.name for p in paths], "rounds": per_round(paths)}
-    rounds = [int(r) for r in args.rounds.split(",")]
-    text = table(summary, rounds)
+    text = table(summary, args.rounds)
     print(text)
     out = {"command": "python benchmarks/bench_units_moved.py " + " ".join(argv or sys.argv[1:]),
            "method": args.method, "presets": summary}

@@ -59,3 +59,10 @@ def test_means_over_groups_clients_and_seeds(tmp_path, capsys):
 def test_missing_runs_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no finished fedpia runs"):
         _load().main(["--runs", str(tmp_path), "--presets", "nope", "--out", str(tmp_path / "u.json")])
+
+
+def test_bad_rounds_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _load().main(["--runs", str(tmp_path), "--rounds", "2,x", "--out", str(tmp_path / "u.json")])
+    assert exc.value.code == 2 and "comma-separated round numbers" in capsys.readouterr().err
+    assert not (tmp_path / "u.json").exists()

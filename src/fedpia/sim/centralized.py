@@ -27,16 +27,17 @@ from fedpia.rounds import SimConfig, client_runtime, seed_for, state_bytes
 
 def train_epochs(
     model: nn.Module, head: nn.Module, train_set, *, cfg: TrainConfig, epochs: int,
-    seed_of: Callable[[int], int], adapter: dict | None = None, head_state: dict | None = None,
+    seed_of: Callable[[int], int], head_state: dict | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, float, dict[str, Any], float]]:
-    """Train ``model``'s trainable state and ``head`` on one encoded split for ``epochs`` passes
-    with the federated lr schedule (``round_lr`` over ``epochs``); after each pass the trained
-    state is loaded into ``model`` and ``head`` and ``(epoch, lr, train stats, seconds)`` is
-    yielded, so the caller evaluates the model as it stands; ``on_start(epoch)`` is called before
-    each pass. The one epoch loop of centralized
-    training (the runner's ``centralized`` method and ``benchmarks/bench_centralized.py``)."""
-    adapter = model.trainable_state() if adapter is None else adapter
+    """Train ``model``'s trainable state and ``head`` (from ``head_state``, default: the head as
+    it is) on one encoded split for ``epochs`` passes with the federated lr schedule
+    (``round_lr`` over ``epochs``). ``on_start(epoch)`` is called before each pass; after it the
+    trained state is loaded into ``model`` and ``head`` and ``(epoch, lr, train stats, seconds)``
+    is yielded, so the caller evaluates the model as it stands. The one epoch loop of
+    centralized training (the runner's ``centralized`` method and
+    ``benchmarks/bench_centralized.py``)."""
+    adapter = model.trainable_state()
     head_state = {k: v.clone() for k, v in head.state_dict().items()} if head_state is None else head_state
     for epoch in range(1, epochs + 1):
         if on_start is not None:
@@ -70,6 +71,7 @@ def run_centralized(
     rt = client_runtime(model, pooled, index=0, seed=sim.seed)
     space = LabelSpace.from_samples(pooled.train)
     tests = {c.name: encode_split(model.processor, c.test, space) for c in data.clients}
+    adapter_bytes = state_bytes(model.trainable_state())  # the same every round
     started: dict[int, float] = {}
 
     def start(r: int) -> None:
@@ -90,7 +92,7 @@ def run_centralized(
                "failed": {}, "rejected": {}, "faults": {},
                "influence": {"bound": None, "norms": {}, "clipped": {}}, "skipped": None,
                "server_time": 0.0, "bytes_down": 0, "bytes_up": 0,
-               "diagnostics": {"pooled_train": len(pooled.train), "adapter_bytes": state_bytes(model.trainable_state())},
+               "diagnostics": {"pooled_train": len(pooled.train), "adapter_bytes": adapter_bytes},
                "eval": evals, "eval_time": time.perf_counter() - t_eval,
                "round_time": time.perf_counter() - started[r]}
         on_event("client_done", {"round": r, "client": "central"})
