@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,9 @@ def extract_blocks(path: Path) -> list[Block]:
             if end is None:
                 raise ValueError(f"{path}:{i + 1}: unclosed code fence")
             excerpt = i > 0 and lines[i - 1].strip() == EXCERPT
-            blocks.append(Block(path, i + 1, m[3].lower(), "\n".join(lines[i + 1:end]), excerpt))
+            # a block inside a list item is indented with its fence: run it as written at column 0
+            code = textwrap.dedent("\n".join(lines[i + 1:end]))
+            blocks.append(Block(path, i + 1, m[3].lower(), code, excerpt))
             i = end
         i += 1
     return blocks
@@ -72,6 +75,8 @@ def test_extraction_finds_fences_and_excerpt_markers(tmp_path):
     md.write_text(f"text\n```python\nprint(1)\n```\n{EXCERPT}\n```bash\nmake all\n```\n")
     got = [(b.line, b.lang, b.code, b.excerpt) for b in extract_blocks(md)]
     assert got == [(2, "python", "print(1)", False), (6, "bash", "make all", True)]
+    md.write_text("- item\n\n  ```python\n  if True:\n      print(1)\n  ```\n")  # inside a list item
+    assert [b.code for b in extract_blocks(md)] == ["if True:\n    print(1)"]
 
 
 def test_every_block_runs_or_is_marked_as_an_excerpt():
