@@ -36,7 +36,8 @@ import torch
 from _pia import ROOT, build, describe
 
 from fedpia.align import align
-from fedpia.client.runtime import derive_seed, make_probe
+from fedpia.client.runtime import make_probe
+from fedpia.rounds.seeds import derive_seed
 
 log = logging.getLogger("bench_probe")
 

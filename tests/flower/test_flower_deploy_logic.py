@@ -62,6 +62,8 @@ def test_site_nodes_train_on_their_own_data_under_server_given_names(tmp_path, t
         assert {int(m["rounds_trained"]) for m in rec["clients"].values()} == {rec["round"]}
     # the ct site serves hospital-a (its key), its node trained 24 examples of its own data
     assert grid.contexts[101].state.config_records["fedpia/client/meta"]["rounds_trained"] == 2
+    # FedPIA's recorded probe inputs stay in the node's own state for its next round
+    assert "fedpia/client/extra/probe_inputs" in grid.contexts[101].state.array_records
 
 
 def test_deployment_refuses_run_config_data_paths_and_size_mismatch(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -67,13 +68,22 @@ class ClientRuntime:
         return {k: v.detach().to("cpu", copy=True) for k, v in src.items()}
 
 
-def make_probe(rt: ClientRuntime, *, samples: int, seed: int) -> ActivationProbe:
-    """Activations of an adapter on a fixed random batch of ``samples`` training examples."""
-    from fedpia.models import adapter_activations
+#: ``ClientState.extra`` key of the pooled adapter inputs recorded during local training
+PROBE_INPUTS = "probe_inputs"
 
+
+def _probe_batch(rt: ClientRuntime, samples: int, seed: int) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(rt.train), generator=gen)[: max(1, min(samples, len(rt.train)))]
-    batch = rt.train.batch(idx)
+    return rt.train.batch(idx)
+
+
+def make_probe(rt: ClientRuntime, *, samples: int, seed: int) -> ActivationProbe:
+    """Activations of an adapter on a fixed random batch of ``samples`` training examples: one
+    forward pass with that adapter loaded (the ``probe="forward"`` source)."""
+    from fedpia.models import adapter_activations
+
+    batch = _probe_batch(rt, samples, seed)
 
     def fn(adapter: State) -> dict[str, torch.Tensor]:
         rt.model.load_trainable_state(adapter)
@@ -82,6 +92,40 @@ def make_probe(rt: ClientRuntime, *, samples: int, seed: int) -> ActivationProbe
             return adapter_activations(rt.model, batch)
 
     return ActivationProbe(fn)
+
+
+def recorded_probe(
+    rt: ClientRuntime, cstate: ClientState, *, samples: int, seed: int
+) -> ActivationProbe:
+    """Activations of an adapter on the pooled adapter inputs the client recorded during its
+    last local training (``cstate.extra[PROBE_INPUTS]``, the ``probe="recorded"`` source): no
+    forward pass, both adapters see the same inputs. A client state without a recording (e.g.
+    from a checkpoint written before recording existed) records them once from a forward pass
+    of its own adapter on a random batch of ``samples`` training examples."""
+    from fedpia.models import activations_from_inputs, adapter_inputs
+
+    inputs = dict(cstate.extra.get(PROBE_INPUTS) or {})
+
+    def fn(adapter: State) -> dict[str, torch.Tensor]:
+        if not inputs:
+            if cstate.adapter is None:
+                raise ValueError(f"client {rt.name!r}: recorded probe without inputs or own adapter")
+            rt.model.load_trainable_state(cstate.adapter)
+            inputs.update(adapter_inputs(rt.model, _probe_batch(rt, samples, seed)))
+        return activations_from_inputs(rt.model, inputs, adapter)
+
+    return ActivationProbe(fn)
+
+
+def build_probe(
+    rt: ClientRuntime, strategy: Strategy, cstate: ClientState, *, samples: int, seed: int
+) -> ActivationProbe | None:
+    """The client's activation probe for ``strategy`` (None when it needs none)."""
+    if not strategy.needs_probe:
+        return None
+    if strategy.probe == "recorded":
+        return recorded_probe(rt, cstate, samples=samples, seed=seed)
+    return make_probe(rt, samples=samples, seed=seed)
 
 
 def client_round(
@@ -100,17 +144,23 @@ def client_round(
 
     ``ctx``: the client's round context (``ctx.seed`` seeds the first local pass, ``ctx.lr`` is
     its learning rate); ``probe_size``: samples m of the activation probe (only built when
-    ``strategy.needs_probe``), drawn with ``probe_seed``; ``second_seed``: the optional second
+    ``strategy.needs_probe``), drawn with ``probe_seed`` (``strategy.probe="forward"``) or, with
+    ``probe="recorded"``, the last m samples of the local training pass whose pooled adapter
+    inputs are kept in the new client state (``extra[PROBE_INPUTS]``); ``second_seed``: the optional second
     pass. Returns (upload, new client state, info). ``info["start_shift"]`` = ‖start − G‖, the
     distance of the adapter local training started from to the received global G (0 when the
     client started from G; > 0 proves client-side integration, e.g. FedPIA's merge, ran).
     """
     t0 = time.perf_counter()
-    probe = make_probe(rt, samples=probe_size, seed=probe_seed) if strategy.needs_probe else None
+    probe = build_probe(rt, strategy, cstate, samples=probe_size, seed=probe_seed)
     start, hooks = strategy.client_start(payload, cstate, ctx, probe=probe)
     t1 = time.perf_counter()
     head = cstate.head if cstate.head is not None else rt.initial_head()
-    trained, head, stats = _train_pass(rt, start, hooks, head, train_cfg, ctx.lr, ctx.seed)
+    record = probe_size if strategy.needs_probe and strategy.probe == "recorded" else 0
+    if record:
+        from fedpia.models import InputRecorder
+    with InputRecorder(rt.model, keep=record) if record else nullcontext() as recorder:
+        trained, head, stats = _train_pass(rt, start, hooks, head, train_cfg, ctx.lr, ctx.seed)
     plan = strategy.second_pass(trained, payload, replace(cstate, head=head), ctx)
     second = None
     if plan is not None:  # Ditto's personal model, FedDAT's shared adapter
@@ -119,6 +169,8 @@ def client_round(
     t2 = time.perf_counter()
     update, new_state = strategy.client_finish(trained, payload, cstate, ctx, second=second)
     new_state = replace(new_state, head=head)
+    if recorder is not None:  # the next round's probe inputs (client-local, never uploaded)
+        new_state = replace(new_state, extra={**new_state.extra, PROBE_INPUTS: recorder.inputs()})
     info = {
         "loss": stats["loss"],
         "steps": stats["steps"],

@@ -46,6 +46,9 @@ VARIANTS: dict[str, Variant] = {
     "fedpia-paper-client": Variant("fedpia", {"probe_samples": 0, "client_margin": 0.0}, {},
                                    "the paper's client step: probe of m = adapter-width samples, "
                                    "every optimal permutation applied"),
+    "fedpia-recorded": Variant("fedpia", {"probe": "recorded"}, {},
+                               "FedPIA with the client cost on adapter inputs recorded during "
+                               "local training (no probe forward)"),
     "fedpia-margin": Variant("fedpia", {"client_margin": 0.3}, {},
                              "client permutation applied only if it cuts the cost by >= 30%"),
     "fedpia-paper-weights": Variant("fedpia", {"weighting": "paper"}, {},

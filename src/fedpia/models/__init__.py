@@ -9,9 +9,16 @@ Contract (docs/architecture.md)::
     model.load_trainable_state(state)             # exact; resizes adapters to incoming widths
     head = build_head(task, model.hidden_size, n_classes, seed=seed)
     acts = adapter_activations(model, batch)      # {group: [n_samples, width]}
+    xs = adapter_inputs(model, batch)             # {group: [n_samples, d_in]} pooled inputs
+    acts = activations_from_inputs(model, xs, state)  # the same, for any state, no forward
 """
 
-from .activations import adapter_activations
+from .activations import (
+    InputRecorder,
+    activations_from_inputs,
+    adapter_activations,
+    adapter_inputs,
+)
 from .backbones import BACKBONES, Backbone, LayerFamily
 from .config import BACKBONE_NAMES, PEFT_NAMES, ModelConfig
 from .heads import TASKS, build_head, loss_fn
@@ -33,13 +40,16 @@ __all__ = [
     "BOTTLENECK",
     "Backbone",
     "FedModel",
+    "InputRecorder",
     "LayerFamily",
     "ModelConfig",
     "PEFT_METHODS",
     "PEFT_NAMES",
     "TASKS",
     "VLProcessor",
+    "activations_from_inputs",
     "adapter_activations",
+    "adapter_inputs",
     "bert_tokenizer",
     "build_head",
     "build_model",

@@ -113,8 +113,11 @@ class LocalHooks:
 class ActivationProbe:
     """Callable giving ``{group: Tensor[n_samples, width]}`` activations of an adapter state.
 
-    Built by the driver for a client: it runs a fixed random batch of the client's training data
-    through the shared model with the given adapter loaded.
+    Built by the driver for a client (``fedpia.client.runtime.build_probe``): with
+    ``Strategy.probe="forward"`` it runs a fixed random batch of the client's training data
+    through the shared model with the given adapter loaded; with ``"recorded"`` it applies the
+    adapter's unit-producing layers to the pooled adapter inputs recorded during the client's
+    last local training (the same inputs for every adapter, no forward pass).
     """
 
     def __init__(self, fn: Callable[[State], dict[str, torch.Tensor]]):
@@ -137,6 +140,10 @@ class Strategy:
     #: m, local samples of the activation probe (0 = the adapter width); a strategy with a
     #: client-side activation cost exposes it as a knob (FedPIA's ``probe_samples`` field)
     probe_samples = 0
+    #: where the probe's adapter inputs come from: ``"forward"`` (a forward pass of a probe batch
+    #: with each adapter loaded) or ``"recorded"`` (pooled adapter inputs recorded during the
+    #: client's last local training, ``fedpia.models.InputRecorder``; no forward pass)
+    probe = "forward"
 
     def probe_size(self, adapter: State) -> int:
         """Samples m of the client's activation probe for ``adapter``: 0 when the strategy needs

@@ -5,7 +5,10 @@ weights w_k ∝ p_k exp(-γ d_k) (``fedpia.align.fedpia_server``).
 Client (stateful): from round 2 on, permute the received global adapter G onto the client's own
 adapter L (activation cost on ``probe_samples`` local samples by default: 256, where plans
 agree across probe batches on ≥ 95% of units, docs/align.md; 0 = the adapter width m, the
-paper's m samples) and merge
+paper's m samples; ``probe="forward"``, the default, runs the probe batch through the model once
+with G and once with L, as the paper does; ``probe="recorded"`` takes the pooled adapter inputs
+of the last m samples of the client's previous local training and evaluates both adapters on
+them, no forward pass) and merge
 ``start = λ perm(G) + (1-λ) L`` (``fedpia.align.fedpia_client_step``); or, with
 ``integration="parallel"``, train L with the frozen perm(G) beside it (outputs summed).
 Ablations: ``server_pia=False`` (client-only), ``client_pia=False`` (server-only: clients start
@@ -52,6 +55,7 @@ _CHOICES = {
     "integration": ("merge", "parallel"),
     "distance": ("global", "layer"),
     "anchor": ("fedavg", "largest"),
+    "probe": ("forward", "recorded"),
 }
 
 
@@ -73,6 +77,7 @@ class FedPIA(Strategy):
     mix: float = 0.5
     integration: str = "merge"
     probe_samples: int = 256  # samples for the activation cost (0 = the adapter width, paper)
+    probe: str = "forward"  # probe forwards with L and G (paper), or "recorded" inputs (fast)
     client_permute: bool = True  # False: the client's λ-mix without the permutation (control)
     client_margin: float = 0.0  # accept a client permutation only if it cuts the cost this much
     distance: str = "global"  # integration weights from d_k over all groups, or per "layer"
