@@ -1,7 +1,9 @@
-"""Shared by the benchmark scripts: replace one marked section of docs/benchmarks.md."""
+"""Shared by the benchmark scripts: replace one marked section of docs/benchmarks.md; parse
+comma-separated integer options (:func:`int_list`, an argparse ``type``)."""
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -16,3 +18,15 @@ def write_section(doc: Path, key: str, heading: str, block: str) -> None:
     else:
         text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
     doc.write_text(text)
+
+
+def int_list(text: str) -> list[int]:
+    """argparse ``type`` for comma-separated integers (``"0,1,2"``): a usage error (exit 2) naming
+    the bad value otherwise."""
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    return out

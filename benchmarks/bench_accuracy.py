@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from _docs import write_section
+from _docs import int_list, write_section
 
 from fedpia.experiments import get_preset, run_compare
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="t1-vqarad,t2-modality,t3-cxr-notes,t5-mixed")
     ap.add_argument("--methods", default=",".join(PAPER_METHODS))
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     ap.add_argument("--rounds", type=int, default=None, help="override every preset's rounds")
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default="runs/bench_accuracy")
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             sets.append(f"sim.rounds={args.rounds}")
         cfg = cfg.with_overrides(sets)
         t0 = time.perf_counter()
-        summary = run_compare(cfg, methods=args.methods.split(","), seeds=[int(s) for s in args.seeds.split(",")],
+        summary = run_compare(cfg, methods=args.methods.split(","), seeds=args.seeds,
                               out_dir=Path(args.out) / key, overwrite=not args.resume,  # re-measure
                               resume=args.resume)
         summary.pop("table", None)

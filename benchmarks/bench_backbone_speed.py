@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from _docs import int_list
 
 from fedpia.experiments.runner import provenance
 from fedpia.models import ModelConfig, build_head, build_model
@@ -51,8 +52,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peft", default="houlsby")
     ap.add_argument("--adapter-width", type=int, default=64)
-    ap.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")], default=[16, 24, 40])
-    ap.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
+    ap.add_argument("--lengths", type=int_list, default=[16, 24, 40])
+    ap.add_argument("--threads", type=int_list, default=[1, 2])
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--set", action="append", default=[], help="ModelConfig field=value (str)")

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _docs import write_section
+from _docs import int_list, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "dp.json"
@@ -104,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="t2-modality")
     ap.add_argument("--data-root", required=True)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--seeds", type=int_list, default=[0])
     ap.add_argument("--sigmas", default="4,10")
     ap.add_argument("--set", action="append", default=None, help="extra override (repeatable)")
     args = ap.parse_args(argv)
     args.data_root = str(Path(args.data_root).resolve())
     args.set = list(DEFAULT_SETS) if args.set is None else args.set
     torch.set_num_threads(1)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     load_start = os.getloadavg()[0]
     base = [one_run(args, s, {}) for s in seeds]
     clip = statistics.median(base[0]["norms_round1"])

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _docs import write_section
+from _docs import int_list, write_section
 
 from fedpia.data import load_image
 from fedpia.data.medmnist_data import load_medmnist
@@ -175,7 +175,7 @@ def extraction_speed(root: Path, sizes, threads=(1, 2)) -> list[dict]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[112, 128, 224])
+    ap.add_argument("--sizes", type=int_list, default=[112, 128, 224])
     ap.add_argument("--weights", type=lambda s: s.split(","), default=["shipped", "random"])
     ap.add_argument("--max-train", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _docs import int_list
 from _pia import ROOT, build, describe
 
 from fedpia.client import predict, primary_metric
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], help="preset override key=value")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     ap.add_argument("--methods", default="fedavg,fedpia-server-only,fedpia-server-ref,fedpia")
     ap.add_argument("--init", choices=("independent", "shared"), default="independent")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pia_independent.json")
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     meta = describe(argv, "benchmarks/bench_independent.py")
     t0, runs = time.perf_counter(), []
-    for seed in [int(s) for s in args.seeds.split(",")]:
+    for seed in args.seeds:
         cfg, _, data, _, sim = build(args.preset, [*args.set, f"sim.seed={seed}",
                                                    f"sim.rounds={max(args.rounds, 1)}"],
                                      args.data_root)

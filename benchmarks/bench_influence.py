@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from _docs import write_section
+from _docs import int_list, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "influence.json"
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="demo")
-    ap.add_argument("--rounds-attacked", default="1,3")
+    ap.add_argument("--rounds-attacked", type=int_list, default=[1, 3])
     ap.add_argument("--clean-rounds", type=int, default=8)
     ap.add_argument("--data-root", default=None)
     args = ap.parse_args(argv)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {"command": command.strip(), "preset": args.preset, "load": os.getloadavg()[0],
            "attacked": {}, "clean": {}}
     for s in STRATEGIES:
-        res["attacked"][s] = [attacked(args.preset, s, int(r)) for r in args.rounds_attacked.split(",")]
+        res["attacked"][s] = [attacked(args.preset, s, int(r)) for r in args.rounds_attacked]
         res["clean"][s] = clean(args.preset, s, args.clean_rounds)
         print(s, res["clean"][s], flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

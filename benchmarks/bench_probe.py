@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _docs import int_list
 from _pia import ROOT, build, describe
 
 from fedpia.align import align
@@ -127,14 +128,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--set", action="append", default=[], help="preset override key=value")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--probe-sizes", default="16,64,256")
+    ap.add_argument("--probe-sizes", type=int_list, default=[16, 64, 256])
     ap.add_argument("--margins", default="0,0.02,0.05,0.1,0.2,0.3")
     ap.add_argument("--batches", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pia_probe.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sizes = [int(x) for x in args.probe_sizes.split(",")]
+    sizes = args.probe_sizes
     margins = [float(x) for x in args.margins.split(",")]
     meta = describe(argv, "benchmarks/bench_probe.py")
     cfg, _, _, _, sim = build(args.preset, [*args.set, f"sim.rounds={args.rounds}",
