@@ -6,9 +6,16 @@
    and training throughput (samples/s).
 2. Simulator wall time vs the summed compute it contains (client training + client PIA +
    evaluation + server step).
+   Measured twice in one invocation, with the client probe's two sources: ``forward`` (DEFAULT,
+   the paper: the probe batch run through the model with L and with G) and ``recorded``
+   (``strategy_options.probe=recorded``: adapter inputs recorded during local training, no
+   forward). The recording's own cost sits inside local training; it is timed separately
+   (training steps with and without the recorder, interleaved, minima) and counted as PIA.
 3. Client PIA vs local data size: the per-sample cost of the probe forward (c_f) and of a
    training step (c_t) measured in (1) give the share 2·m·c_f / (2·m·c_f + E·n·c_t) for a probe
-   of m samples and E local epochs over n samples (derived, not timed).
+   of m samples and E local epochs over n samples (derived, not timed); for the recorded source
+   (t_a + ρ·E·n·c_t) / (t_a + (1 + ρ)·E·n·c_t), t_a its measured per-client step time and ρ the
+   recording overhead per training step.
 4. Peak RSS vs K clients (each K in a fresh subprocess, pretrained minilm-vl): must grow by
    adapters + heads + data, not by backbones (the simulator holds one backbone).
 5. In-process vs Flower (Ray) simulation wall time for the same tiny run.
@@ -29,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from _docs import write_section
+from _docs import int_list, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "cost.json"
@@ -67,12 +74,13 @@ print(json.dumps({"k": k, "rss_after_model_kb": base, "rss_after_run_kb": after,
 SHARE_SETS = ["setting_options.max_train=96", "setting_options.max_test=64", "setting_options.max_val=16"]
 
 
-def round_shares(preset: str, rounds: int, data_root: str, sets: list[str]) -> dict:
+def round_shares(preset: str, rounds: int, data_root: str, sets: list[str], probe: str = "forward") -> dict:
     from fedpia.experiments import get_preset, run_experiment
     from fedpia.rounds.build import build_run
 
-    cfg = get_preset(preset).with_overrides([f"data_root={data_root!r}", f"sim.rounds={rounds}", *sets])
-    res = run_experiment(cfg, out_dir=ROOT / "runs" / "bench_cost" / "shares", overwrite=True)
+    cfg = get_preset(preset).with_overrides([f"data_root={data_root!r}", f"sim.rounds={rounds}", *sets,
+                                             f"strategy_options.probe={probe}"])
+    res = run_experiment(cfg, out_dir=ROOT / "runs" / "bench_cost" / f"shares-{probe}", overwrite=True)
     hist = res["history"][1:]  # round 1 has no client PIA (no local adapter yet)
     tot = sum(h["round_time"] for h in hist)
     server = sum(h["server_time"] for h in hist)
@@ -84,7 +92,9 @@ def round_shares(preset: str, rounds: int, data_root: str, sets: list[str]) -> d
     samples = sum(n_train[name] * cfg.train.local_epochs for h in hist for name in h["clients"])
     probe = cfg.strategy_options.get("probe_samples", 256) or cfg.model.adapter_width
     probe_fwd = sum(2 * min(probe, n_train[name]) for h in hist for name in h["clients"])
+    client_rounds = sum(len(h["clients"]) for h in hist)
     return {
+        "probe": probe, "client_pia_s_per_client": pia / client_rounds,
         "preset": preset, "overrides": sets, "rounds_measured": len(hist), "round_time_s": tot,
         "server_pia_share": server / tot, "client_pia_share": pia / tot, "train_share": train / tot,
         "eval_share": evals / tot, "other_share": 1 - (server + pia + train + evals) / tot,
@@ -101,6 +111,60 @@ def pia_share(c_f: float, c_t: float, m: int, n: int, epochs: int = 1) -> float:
     m' = min(m, n) probe samples, each run through the model twice (local and global adapter)."""
     probe = 2 * min(m, n) * c_f
     return probe / (probe + epochs * n * c_t)
+
+
+def recorder_overhead(preset: str, data_root: str, sets: list[str], *, steps: int = 4,
+                      repeats: int = 5) -> dict:
+    """Cost of recording the probe inputs during training: ``steps`` training steps (batch 16,
+    forward + backward + AdamW) of the first client with and without the recorder, interleaved,
+    minimum over ``repeats``; ρ = with / without − 1."""
+    import torch
+
+    from fedpia.experiments import get_preset
+    from fedpia.models import InputRecorder
+    from fedpia.rounds.build import build_run
+
+    cfg = get_preset(preset).with_overrides([f"data_root={data_root!r}", *sets])
+    run = build_run(cfg)
+    rt, model = run.runtime(0), run.model
+    model.load_trainable_state(run.initial_adapter)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    batches = [rt.train.batch(torch.arange(i * 16, (i + 1) * 16) % len(rt.train)) for i in range(steps)]
+
+    def train(record: bool) -> float:
+        model.train()
+        t0 = time.perf_counter()
+        with InputRecorder(model, keep=256) if record else _null():
+            for b in batches:
+                loss = model(b).float().pow(2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        return time.perf_counter() - t0
+
+    train(False)  # warm-up
+    plain, rec = [], []
+    for _ in range(repeats):
+        plain.append(train(False))
+        rec.append(train(True))
+    return {"steps": steps, "batch": 16, "repeats": repeats, "plain_s": min(plain),
+            "recorded_s": min(rec), "overhead": min(rec) / min(plain) - 1}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def recorded_share(t_a: float, rho: float, c_t: float, n: int, epochs: int = 1) -> float:
+    """Client PIA share of a client's round with the recorded probe: its step t_a plus the
+    recording (ρ of every training step) over (client PIA + local training incl. recording)."""
+    train = epochs * n * c_t
+    return (t_a + rho * train) / (t_a + (1 + rho) * train)
 
 
 def memory(ks: list[int]) -> list[dict]:
@@ -162,11 +226,32 @@ def write_doc(res: dict, command: str) -> None:
              f"{s['train_samples_per_s']:.1f} samples/s |",
              f"| probe forward per sample / training step per sample | "
              f"{s['probe_s_per_sample'] / s['train_s_per_sample']:.2f} |", ""]
+    r, rec = res.get("shares_recorded"), res.get("recorder")
+    if r and rec:
+        lines += ["The same run with `strategy_options.probe=recorded` (adapter inputs recorded during "
+                  "local training; no probe forward), same command and invocation:", "",
+                  "| measure | forward probe (default, paper) | recorded inputs |", "|---|---:|---:|",
+                  f"| client PIA share of round time | {100 * s['client_pia_share']:.2f}% | "
+                  f"{100 * r['client_pia_share']:.2f}% |",
+                  f"| recording inside local training (ρ = {100 * rec['overhead']:.2f}% per step, "
+                  f"{rec['steps']} steps × {rec['repeats']} interleaved repeats, minima) | – | "
+                  f"{100 * r['recording_share']:.2f}% |",
+                  f"| client PIA incl. recording | {100 * s['client_pia_share']:.2f}% | "
+                  f"{100 * r['client_pia_share_with_recording']:.2f}% |",
+                  f"| client PIA per client and round | {s['client_pia_s_per_client']:.3f} s | "
+                  f"{r['client_pia_s_per_client']:.3f} s |",
+                  f"| round time, rounds 2..{s['rounds_measured'] + 1} | {s['round_time_s']:.1f} s | "
+                  f"{r['round_time_s']:.1f} s |",
+                  f"| simulator wall / summed compute | {s['sim_overhead_ratio']:.3f}× | "
+                  f"{r['sim_overhead_ratio']:.3f}× |", ""]
+    head = "| n | forward probe 256 (default) | forward probe 64 |"
+    rule = "|---:|---:|---:|"
+    if r and rec:
+        head, rule = head + " recorded inputs |", rule + "---:|"
     lines += ["Client PIA share of a client's round (PIA + local training) vs its training-set size n, "
-              "derived from the two per-sample costs above (1 local epoch):", "",
-              "| n | probe 256 (default) | probe 64 |", "|---:|---:|---:|"]
-    for n, a, b in res["pia_vs_n"]:
-        lines.append(f"| {n} | {100 * a:.1f}% | {100 * b:.1f}% |")
+              "derived from the per-sample costs above (1 local epoch):", "", head, rule]
+    for n, a, b, *c in res["pia_vs_n"]:
+        lines.append(f"| {n} | {100 * a:.1f}% | {100 * b:.1f}% |" + (f" {100 * c[0]:.1f}% |" if c and r else ""))
     lines += ["", "Peak RSS vs number of clients (each K a fresh process, 2 rounds, synthetic data, "
               "pretrained minilm-vl + Houlsby-64):", "",
               "| K | RSS after model build (MiB) | RSS after the run (MiB) | growth (MiB) | peak RSS (MiB) | "
@@ -192,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--set", action="append", default=None, help="overrides of the shares run "
                     f"(default: {' '.join(SHARE_SETS)})")
-    ap.add_argument("--ks", default="2,4,8,16,32")
+    ap.add_argument("--ks", type=int_list, default=[2, 4, 8, 16, 32])
     ap.add_argument("--skip-flower", action="store_true")
     ap.add_argument("--parts", default="shares,memory,engines",
                     help="what to measure; the other parts keep their figures from the results file")
@@ -203,14 +288,23 @@ def main(argv: list[str] | None = None) -> int:
     res.setdefault("commands", {})
     res.update(command=command, load=os.getloadavg()[0])
     if "shares" in parts:
-        res["shares"] = s = round_shares(args.preset, args.rounds, args.data_root,
-                                         SHARE_SETS if args.set is None else args.set)
+        sets = SHARE_SETS if args.set is None else args.set
+        res["shares"] = s = round_shares(args.preset, args.rounds, args.data_root, sets)
         print(json.dumps(s, indent=1), flush=True)
+        res["shares_recorded"] = r = round_shares(args.preset, args.rounds, args.data_root, sets,
+                                                  probe="recorded")
+        res["recorder"] = rec = recorder_overhead(args.preset, args.data_root, sets)
+        rho = max(rec["overhead"], 0.0)
+        r["recording_share"] = r["train_share"] * rho / (1 + rho)
+        r["client_pia_share_with_recording"] = r["client_pia_share"] + r["recording_share"]
+        print(json.dumps({"recorded": r, "recorder": rec}, indent=1), flush=True)
         c_f, c_t = s["probe_s_per_sample"], s["train_s_per_sample"]
-        res["pia_vs_n"] = [(n, pia_share(c_f, c_t, 256, n), pia_share(c_f, c_t, 64, n))
+        t_a = r["client_pia_s_per_client"]
+        res["pia_vs_n"] = [(n, pia_share(c_f, c_t, 256, n), pia_share(c_f, c_t, 64, n),
+                            recorded_share(t_a, rho, c_t, n))
                            for n in (96, 250, 500, 1000, 2500, 5000)]
     if "memory" in parts:
-        res["memory"] = memory([int(k) for k in args.ks.split(",")])
+        res["memory"] = memory(args.ks)
     if "engines" in parts and not args.skip_flower:
         res["engines"] = engines()
         print(res["engines"], flush=True)

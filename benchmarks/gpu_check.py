@@ -7,7 +7,9 @@ places them with ``fedpia.device.place`` and checks:
 - the encoded split (cached image features computed on the device) and the head move there once;
 - under ``bf16`` (and ``fp16``) the Linear layers really run in that dtype (autocast active) in
   training, evaluation and activation probes, while ``trainable_state()`` stays fp32 on the CPU;
-- training steps run; samples/s (forward + backward + AdamW step, batch 16) per precision.
+- training steps run; samples/s (forward + backward + AdamW step, batch 16) per precision;
+- FedPIA's recorded client probe (``probe="recorded"``) gives, on the device, the activations a
+  forward pass gives (inputs recorded with ``adapter_inputs``, fp32).
 
 Writes its figures to ``results/gpu_check.json`` beside this script (created by the first GPU run);
 exits 1 if a check fails.
@@ -31,7 +33,14 @@ from fedpia.client import TrainConfig, encode_split, predict, train_local
 from fedpia.data import LabelSpace, get_setting
 from fedpia.device import place
 from fedpia.experiments.runner import provenance
-from fedpia.models import ModelConfig, adapter_activations, build_head, build_model
+from fedpia.models import (
+    ModelConfig,
+    activations_from_inputs,
+    adapter_activations,
+    adapter_inputs,
+    build_head,
+    build_model,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "gpu_check.json"
@@ -83,6 +92,18 @@ def run_precision(model, head, split, *, dev, precision, steps, batch) -> dict:
             "autocast_ok": seen == {want}}
 
 
+def recorded_probe_matches(model, split, dev) -> bool:
+    """Activations from recorded pooled inputs equal a forward's, on ``dev`` in fp32."""
+    place(model, device=str(dev), precision="fp32")
+    batch = split.batch(range(min(16, len(split))))
+    state = model.trainable_state()
+    with torch.no_grad():
+        want = adapter_activations(model.eval(), batch)
+    got = activations_from_inputs(model, adapter_inputs(model, batch), state)
+    return set(got) == set(want) and all(
+        torch.allclose(got[k], want[k], rtol=1e-3, atol=1e-4) for k in want)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
@@ -106,6 +127,7 @@ def main(argv=None) -> int:
                             batch=args.batch) for p in args.precisions.split(",")}
     checks = placement(model, split, head, dev)
     checks.update({f"autocast_{p}": r["autocast_ok"] for p, r in res.items()})
+    checks["recorded_probe_matches_forward"] = recorded_probe_matches(model, split, dev)
     out = {
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",

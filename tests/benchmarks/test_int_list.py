@@ -1,4 +1,4 @@
-"""benchmarks/_docs.int_list: the comma-separated integer options of the benchmark scripts give a
+"""``int_list`` in benchmarks/_docs.py: the comma-separated integer options of the benchmark scripts give a
 usage error (exit 2, naming the value) instead of a traceback."""
 
 from __future__ import annotations

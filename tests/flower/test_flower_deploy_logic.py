@@ -52,7 +52,7 @@ def test_nodes_are_their_keys_a_rogue_cannot_stand_in_for_an_offline_hospital(
 
 
 def test_site_nodes_train_on_their_own_data_under_server_given_names(tmp_path, task_identity):
-    cfg = tiny_config("fedpia", rounds=2)
+    cfg = tiny_config("fedpia", rounds=2).with_overrides(["strategy_options.probe=recorded"])
     keys = [b"KEY-hospital-b", b"KEY-hospital-a"]  # node order does not matter: keys do
     grid = FakeGrid(cfg, 2, node_configs=[SITE, {**SITE, "data-format": "synthetic:ct"}],
                     keys=keys)
@@ -62,7 +62,7 @@ def test_site_nodes_train_on_their_own_data_under_server_given_names(tmp_path, t
         assert {int(m["rounds_trained"]) for m in rec["clients"].values()} == {rec["round"]}
     # the ct site serves hospital-a (its key), its node trained 24 examples of its own data
     assert grid.contexts[101].state.config_records["fedpia/client/meta"]["rounds_trained"] == 2
-    # FedPIA's recorded probe inputs stay in the node's own state for its next round
+    # FedPIA's recorded probe inputs (probe=recorded) stay in the node's own state
     assert "fedpia/client/extra/probe_inputs" in grid.contexts[101].state.array_records
 
 

@@ -126,6 +126,7 @@ def test_gpu_check_script_runs_on_cpu_as_a_smoke_test(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["all_ok"] and res["device"] == "cpu"
+    assert res["checks"]["recorded_probe_matches_forward"] is True
     assert set(res["precisions"]) == {"fp32", "bf16"}
     assert res["precisions"]["bf16"]["linear_dtypes"] == ["torch.bfloat16"]
     assert all(r["samples_per_s"] > 0 for r in res["precisions"].values())
