@@ -4,7 +4,6 @@ usage error (exit 2, naming the value) instead of a traceback."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _docs():
-    spec = importlib.util.spec_from_file_location("_docs", ROOT / "benchmarks" / "_docs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_int_list_parses_and_rejects():
-    int_list = _docs().int_list
+def test_int_list_parses_and_rejects(load_benchmark):
+    int_list = load_benchmark("_docs").int_list
     assert int_list("0,1,2") == [0, 1, 2] and int_list("5") == [5] and int_list("3,") == [3]
     for bad in ("1,x", "", ",", "1.5"):
         with pytest.raises(argparse.ArgumentTypeError):

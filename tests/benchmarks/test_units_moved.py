@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -10,13 +9,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_units_moved", ROOT / "benchmarks" / "bench_units_moved.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _record(rnd: int, server_moved: list[int], client_moved: list[int] | None) -> dict:
@@ -36,8 +28,8 @@ def _write(root: Path, seed: int, history: list[dict]) -> None:
     (path / "results.json").write_text(json.dumps({"history": history}))
 
 
-def test_means_over_groups_clients_and_seeds(tmp_path, capsys):
-    mod = _load()
+def test_means_over_groups_clients_and_seeds(tmp_path, capsys, load_benchmark):
+    mod = load_benchmark("bench_units_moved")
     # seed 0: round 1 server only (no client step yet), round 2 both sides
     _write(tmp_path, 0, [_record(1, [0, 0], None), _record(2, [4, 0], [2, 0])])
     # seed 1: round 2 moves half of the server units, all client units
@@ -56,13 +48,13 @@ def test_means_over_groups_clients_and_seeds(tmp_path, capsys):
     assert not any(math.isnan(v) for r in rounds.values() for v in r.values())
 
 
-def test_missing_runs_is_a_clear_error(tmp_path):
+def test_missing_runs_is_a_clear_error(tmp_path, load_benchmark):
     with pytest.raises(SystemExit, match="no finished fedpia runs"):
-        _load().main(["--runs", str(tmp_path), "--presets", "nope", "--out", str(tmp_path / "u.json")])
+        load_benchmark("bench_units_moved").main(["--runs", str(tmp_path), "--presets", "nope", "--out", str(tmp_path / "u.json")])
 
 
-def test_bad_rounds_is_a_usage_error(tmp_path, capsys):
+def test_bad_rounds_is_a_usage_error(tmp_path, capsys, load_benchmark):
     with pytest.raises(SystemExit) as exc:
-        _load().main(["--runs", str(tmp_path), "--rounds", "2,x", "--out", str(tmp_path / "u.json")])
+        load_benchmark("bench_units_moved").main(["--runs", str(tmp_path), "--rounds", "2,x", "--out", str(tmp_path / "u.json")])
     assert exc.value.code == 2 and "comma-separated round numbers" in capsys.readouterr().err
     assert not (tmp_path / "u.json").exists()
