@@ -112,8 +112,9 @@ class InputRecorder:
 
     Use as a context manager around forward passes (e.g. local training): a forward pre-hook on
     ``model`` sees each batch (for the padding mask), forward hooks on the producers pool their
-    inputs (detached, float32, CPU). :meth:`inputs` returns the last ``keep`` samples' pooled
-    inputs per unit group, ``{group: Tensor[n, d_in]}``, n = min(keep, samples seen).
+    inputs (detached, float32, kept on the model's device). :meth:`inputs` returns the last
+    ``keep`` samples' pooled inputs per unit group on the CPU, ``{group: Tensor[n, d_in]}``,
+    n = min(keep, samples seen).
     """
 
     def __init__(self, model, keep: int) -> None:
@@ -139,8 +140,8 @@ class InputRecorder:
                 mask = None
                 if x.dim() == 3 and masker is not None and self._batch is not None:
                     mask = masker(mname, self._batch, x.shape[1])
-                with torch.no_grad():
-                    pooled = _pool(x, mask).float().cpu()
+                with torch.no_grad():  # stays on the model's device until inputs() (no sync)
+                    pooled = _pool(x, mask).float()
                 chunks = self._chunks[gname]
                 chunks.append(pooled)
                 self._counts[gname] += pooled.shape[0]
@@ -167,7 +168,7 @@ class InputRecorder:
         out = {}
         for g, chunks in self._chunks.items():
             if chunks:
-                out[g] = torch.cat(chunks)[-self.keep:].clone()
+                out[g] = torch.cat(chunks)[-self.keep:].cpu().clone()
         return out
 
 
