@@ -9,7 +9,8 @@ places them with ``fedpia.device.place`` and checks:
   training, evaluation and activation probes, while ``trainable_state()`` stays fp32 on the CPU;
 - training steps run; samples/s (forward + backward + AdamW step, batch 16) per precision;
 - FedPIA's recorded client probe (``probe="recorded"``) gives, on the device, the activations a
-  forward pass gives (inputs recorded with ``adapter_inputs``, fp32).
+  forward pass gives (inputs recorded with ``adapter_inputs``, fp32), and inputs recorded under
+  bf16 autocast are within 5% (relative norm) of the fp32 ones.
 
 Writes its figures to ``results/gpu_check.json`` beside this script (created by the first GPU run);
 exits 1 if a check fails.
@@ -92,16 +93,23 @@ def run_precision(model, head, split, *, dev, precision, steps, batch) -> dict:
             "autocast_ok": seen == {want}}
 
 
-def recorded_probe_matches(model, split, dev) -> bool:
-    """Activations from recorded pooled inputs equal a forward's, on ``dev`` in fp32."""
+def recorded_probe_matches(model, split, dev) -> dict[str, bool]:
+    """Activations from recorded pooled inputs equal a forward's on ``dev`` (fp32), and inputs
+    recorded under bf16 autocast stay close to the fp32 ones (pooled in fp32)."""
     place(model, device=str(dev), precision="fp32")
     batch = split.batch(range(min(16, len(split))))
     state = model.trainable_state()
     with torch.no_grad():
         want = adapter_activations(model.eval(), batch)
-    got = activations_from_inputs(model, adapter_inputs(model, batch), state)
-    return set(got) == set(want) and all(
-        torch.allclose(got[k], want[k], rtol=1e-3, atol=1e-4) for k in want)
+    xs = adapter_inputs(model, batch)
+    got = activations_from_inputs(model, xs, state)
+    place(model, device=str(dev), precision="bf16")
+    xs_bf16 = adapter_inputs(model, batch)
+    place(model, device=str(dev), precision="fp32")
+    rel = max(float((xs_bf16[k] - xs[k]).norm() / xs[k].norm().clamp(min=1e-12)) for k in xs)
+    return {"recorded_probe_matches_forward": set(got) == set(want) and all(
+                torch.allclose(got[k], want[k], rtol=1e-3, atol=1e-4) for k in want),
+            "recorded_inputs_bf16_close": rel < 0.05}
 
 
 def main(argv=None) -> int:
@@ -127,7 +135,7 @@ def main(argv=None) -> int:
                             batch=args.batch) for p in args.precisions.split(",")}
     checks = placement(model, split, head, dev)
     checks.update({f"autocast_{p}": r["autocast_ok"] for p, r in res.items()})
-    checks["recorded_probe_matches_forward"] = recorded_probe_matches(model, split, dev)
+    checks.update(recorded_probe_matches(model, split, dev))
     out = {
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",

@@ -8,20 +8,20 @@ import pytest
 import torch
 
 from fedpia.align import fedpia_client_step, unit_groups
-from fedpia.client.runtime import PROBE_INPUTS
+from fedpia.client.runtime import PROBE_INPUTS, _probe_batch
 from fedpia.experiments import ExperimentConfig
-from fedpia.models import activations_from_inputs
-from fedpia.rounds import build_run, client_step, initial_client_state
+from fedpia.models import activations_from_inputs, adapter_inputs
+from fedpia.rounds import build_run, client_step, initial_client_state, seed_for
 from fedpia.strategies import FedPIA
 
 
-def _config(probe="recorded", **strategy):
+def _config(probe="recorded", peft="houlsby", **strategy):
     return ExperimentConfig.from_dict({
         "name": "probe", "setting": "synthetic", "strategy": "fedpia",
         "strategy_options": {"probe": probe, **strategy},
         "setting_options": {"modalities": ["x-ray", "ct"], "n_train": 16, "n_val": 4, "n_test": 8,
                             "image_size": 32},
-        "model": {"backbone": "vilt", "pretrained": "tiny", "peft": "houlsby", "adapter_width": 8},
+        "model": {"backbone": "vilt", "pretrained": "tiny", "peft": peft, "adapter_width": 8},
         "sim": {"rounds": 3}, "train": {"lr": 2e-3, "batch_size": 4, "local_steps": 3,
                                         "warmup_frac": 0.0},
     })
@@ -91,6 +91,38 @@ def test_recorded_probe_without_a_recording_records_once_from_its_own_adapter():
     run, rt, cstate, glob, update, new, forwards = _two_rounds(_config(), drop_recording=True)
     assert forwards == 3 + 1  # one forward with the client's own adapter, shared by L and G
     assert PROBE_INPUTS in new.extra
+    # that forward ran the client's own adapter L (not G) on the round's probe batch
+    rt.model.load_trainable_state(cstate.adapter)
+    m = run.rules().probe_size
+    xs = adapter_inputs(rt.model, _probe_batch(rt, m, seed_for(run.config.sim.seed, "probe", 2, rt.index)))
+    want = fedpia_client_step(cstate.adapter, glob, mix=0.5, cost="activation",
+                              local_acts=activations_from_inputs(rt.model, xs, cstate.adapter),
+                              global_acts=activations_from_inputs(rt.model, xs, glob))
+    assert update.metrics["start_shift"] == pytest.approx(
+        sum(float((want.state[k] - glob[k]).double().norm() ** 2) for k in glob) ** 0.5, rel=1e-5)
+    rt.model.load_trainable_state(glob)
+    xs_g = adapter_inputs(rt.model, _probe_batch(rt, m, seed_for(run.config.sim.seed, "probe", 2, rt.index)))
+    assert any(not torch.allclose(xs_g[n], xs[n]) for n in xs)  # G's stream would differ
+
+
+def test_recorded_probe_hooks_the_start_adapters_modules_whatever_was_loaded_before():
+    """The shared model may hold another width when a client starts (the hooks must sit on the
+    modules of the adapter it trains, or nothing is recorded)."""
+    cfg = _config()
+    run = build_run(cfg)
+    rules, rt = run.rules(), run.runtime(0)
+    wide = build_run(cfg.with_overrides(["model.adapter_width=12"])).model.trainable_state()
+    rt.model.load_trainable_state(wide)  # e.g. the previous client's wider adapter
+    payload = run.strategy.client_payload(run.strategy.server_init(run.initial_adapter))
+    _, cstate = client_step(rules, rt, payload, initial_client_state(rt), 1)
+    groups = {g.name for g in unit_groups(payload["adapter"])}
+    assert set(cstate.extra[PROBE_INPUTS]) == groups
+
+
+def test_recorded_probe_without_unit_groups_runs_no_forward():
+    run, rt, cstate, glob, update, new, forwards = _two_rounds(_config(peft="prompt"))
+    assert not unit_groups(cstate.adapter)
+    assert forwards == 3  # nothing to align: no probe forward, no fallback either
 
 
 def test_probe_knob_is_checked():

@@ -52,7 +52,7 @@ def test_nodes_are_their_keys_a_rogue_cannot_stand_in_for_an_offline_hospital(
 
 
 def test_site_nodes_train_on_their_own_data_under_server_given_names(tmp_path, task_identity):
-    cfg = tiny_config("fedpia", rounds=2).with_overrides(["strategy_options.probe=recorded"])
+    cfg = tiny_config("fedpia", rounds=2)
     keys = [b"KEY-hospital-b", b"KEY-hospital-a"]  # node order does not matter: keys do
     grid = FakeGrid(cfg, 2, node_configs=[SITE, {**SITE, "data-format": "synthetic:ct"}],
                     keys=keys)
@@ -62,8 +62,27 @@ def test_site_nodes_train_on_their_own_data_under_server_given_names(tmp_path, t
         assert {int(m["rounds_trained"]) for m in rec["clients"].values()} == {rec["round"]}
     # the ct site serves hospital-a (its key), its node trained 24 examples of its own data
     assert grid.contexts[101].state.config_records["fedpia/client/meta"]["rounds_trained"] == 2
-    # FedPIA's recorded probe inputs (probe=recorded) stay in the node's own state
-    assert "fedpia/client/extra/probe_inputs" in grid.contexts[101].state.array_records
+
+
+def test_site_nodes_keep_the_recorded_probe_inputs_between_rounds(tmp_path, task_identity, monkeypatch):
+    """probe=recorded on Flower nodes: round 2 aligns on the inputs recorded in round 1 and kept
+    in the node's own state (a fallback probe forward would call adapter_inputs and fail)."""
+    import fedpia.models
+
+    cfg = tiny_config("fedpia", rounds=2).with_overrides(["strategy_options.probe=recorded"])
+    grid = FakeGrid(cfg, 2, node_configs=[SITE, {**SITE, "data-format": "synthetic:ct"}],
+                    keys=[b"KEY-hospital-b", b"KEY-hospital-a"])
+
+    def no_fallback(*a, **k):
+        raise AssertionError("the node lost its recording: fallback probe forward")
+
+    monkeypatch.setattr(fedpia.models, "adapter_inputs", no_fallback)
+    strategy = run_fake_flower(cfg, operator=_operator(tmp_path), grid=grid)
+    last = strategy.history[-1]
+    assert last["round"] == 2 and last["skipped"] is None
+    assert all("pia" in m for m in last["clients"].values())  # the client step ran in round 2
+    for node in (100, 101):
+        assert "fedpia/client/extra/probe_inputs" in grid.contexts[node].state.array_records
 
 
 def test_deployment_refuses_run_config_data_paths_and_size_mismatch(tmp_path):

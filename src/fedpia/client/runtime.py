@@ -99,18 +99,21 @@ def recorded_probe(
 ) -> ActivationProbe:
     """Activations of an adapter on the pooled adapter inputs the client recorded during its
     last local training (``cstate.extra[PROBE_INPUTS]``, the ``probe="recorded"`` source): no
-    forward pass, both adapters see the same inputs. A client state without a recording (e.g.
-    from a checkpoint written before recording existed) records them once from a forward pass
-    of its own adapter on a random batch of ``samples`` training examples."""
+    forward pass, both adapters see the same inputs. A client state without a recording for
+    the adapter's unit groups (e.g. from a checkpoint written before recording existed) records
+    them once from a forward pass of its own adapter on a random batch of ``samples`` training
+    examples; an adapter without unit groups (prompt, full fine-tuning) needs no inputs."""
     from fedpia.models import activations_from_inputs, adapter_inputs
+    from fedpia.models.activations import producer_modules
 
     inputs = dict(cstate.extra.get(PROBE_INPUTS) or {})
 
     def fn(adapter: State) -> dict[str, torch.Tensor]:
-        if not inputs:
+        if set(producer_modules(adapter)) - set(inputs):  # nothing recorded for these groups
             if cstate.adapter is None:
                 raise ValueError(f"client {rt.name!r}: recorded probe without inputs or own adapter")
             rt.model.load_trainable_state(cstate.adapter)
+            inputs.clear()
             inputs.update(adapter_inputs(rt.model, _probe_batch(rt, samples, seed)))
         return activations_from_inputs(rt.model, inputs, adapter)
 
@@ -157,8 +160,10 @@ def client_round(
     t1 = time.perf_counter()
     head = cstate.head if cstate.head is not None else rt.initial_head()
     record = probe_size if strategy.needs_probe and strategy.probe == "recorded" else 0
-    if record:
+    if record:  # hooks go on the modules of the start adapter (its widths), so load it first
         from fedpia.models import InputRecorder
+
+        rt.model.load_trainable_state(start)
     with InputRecorder(rt.model, keep=record) if record else nullcontext() as recorder:
         trained, head, stats = _train_pass(rt, start, hooks, head, train_cfg, ctx.lr, ctx.seed)
     plan = strategy.second_pass(trained, payload, replace(cstate, head=head), ctx)

@@ -57,6 +57,7 @@ def adapter_activations(model, batch: dict[str, torch.Tensor]) -> dict[str, torc
 
     def make_hook(gname: str, mname: str, width: int):
         def hook(module, inputs, output):
+            output = output.float()  # pool in fp32 under bf16/fp16 autocast
             pooled = output  # [B, repeat * w]
             if output.dim() == 3:
                 mask = masker(mname, batch, output.shape[1]) if masker else None
@@ -110,6 +111,8 @@ def _pool(t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 class InputRecorder:
     """Records the token-pooled inputs of every unit-producing module while ``model`` runs.
 
+    The hooks sit on the producing modules of the model *as loaded when entering*: load the
+    adapter to record first (``load_trainable_state`` with other widths replaces the modules).
     Use as a context manager around forward passes (e.g. local training): a forward pre-hook on
     ``model`` sees each batch (for the padding mask), forward hooks on the producers pool their
     inputs (detached, float32, kept on the model's device). :meth:`inputs` returns the last
@@ -141,7 +144,7 @@ class InputRecorder:
                 if x.dim() == 3 and masker is not None and self._batch is not None:
                     mask = masker(mname, self._batch, x.shape[1])
                 with torch.no_grad():  # stays on the model's device until inputs() (no sync)
-                    pooled = _pool(x, mask).float()
+                    pooled = _pool(x.float(), mask)  # pool in fp32 (bf16/fp16 autocast)
                 chunks = self._chunks[gname]
                 chunks.append(pooled)
                 self._counts[gname] += pooled.shape[0]
@@ -150,10 +153,14 @@ class InputRecorder:
 
             return hook
 
-        self._handles.append(self.model.register_forward_pre_hook(see_batch))
-        for gname, (mname, _) in self._producers.items():
-            sub = self.model.get_submodule(mname)
-            self._handles.append(sub.register_forward_hook(make_hook(gname, mname)))
+        try:
+            self._handles.append(self.model.register_forward_pre_hook(see_batch))
+            for gname, (mname, _) in self._producers.items():
+                sub = self.model.get_submodule(mname)
+                self._handles.append(sub.register_forward_hook(make_hook(gname, mname)))
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
