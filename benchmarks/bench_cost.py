@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from _docs import int_list, write_section
@@ -135,7 +136,7 @@ def recorder_overhead(preset: str, data_root: str, sets: list[str], *, steps: in
     def train(record: bool) -> float:
         model.train()
         t0 = time.perf_counter()
-        with InputRecorder(model, keep=256) if record else _null():
+        with InputRecorder(model, keep=256) if record else nullcontext():
             for b in batches:
                 loss = model(b).float().pow(2).mean()
                 opt.zero_grad(set_to_none=True)
@@ -150,14 +151,6 @@ def recorder_overhead(preset: str, data_root: str, sets: list[str], *, steps: in
         rec.append(train(True))
     return {"steps": steps, "batch": 16, "repeats": repeats, "plain_s": min(plain),
             "recorded_s": min(rec), "overhead": min(rec) / min(plain) - 1}
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 def recorded_share(t_a: float, rho: float, c_t: float, n: int, epochs: int = 1) -> float:

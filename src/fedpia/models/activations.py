@@ -57,18 +57,8 @@ def adapter_activations(model, batch: dict[str, torch.Tensor]) -> dict[str, torc
 
     def make_hook(gname: str, mname: str, width: int):
         def hook(module, inputs, output):
-            output = output.float()  # pool in fp32 under bf16/fp16 autocast
-            pooled = output  # [B, repeat * w]
-            if output.dim() == 3:
-                mask = masker(mname, batch, output.shape[1]) if masker else None
-                if mask is None:
-                    pooled = output.mean(dim=1)
-                else:
-                    m = mask.to(output.dtype).unsqueeze(-1)
-                    pooled = (output * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-            b, repeat = pooled.shape[0], pooled.shape[-1] // width
-            pooled = pooled.float().cpu()
-            acts[gname] = pooled.reshape(b, repeat, width).reshape(b * repeat, width)
+            mask = masker(mname, batch, output.shape[1]) if masker and output.dim() == 3 else None
+            acts[gname] = _unit_rows(_pool(output.float(), mask).cpu(), width)  # fp32 pooling
 
         return hook
 
@@ -96,6 +86,12 @@ def adapter_activations(model, batch: dict[str, torch.Tensor]) -> dict[str, torc
 # for any adapter state S given the pooled inputs x̄_g the producer saw. Recording x̄_g once
 # (during local training, or in one forward) gives the activations of both the local and the
 # global adapter on the same adapter inputs without running the model again.
+
+
+def _unit_rows(pooled: torch.Tensor, width: int) -> torch.Tensor:
+    """[B, repeat * w] -> [B * repeat, w]: Compacter's n Kronecker blocks become extra samples."""
+    b, repeat = pooled.shape[0], pooled.shape[-1] // width
+    return pooled.reshape(b, repeat, width).reshape(b * repeat, width)
 
 
 def _pool(t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -217,6 +213,5 @@ def activations_from_inputs(
     with torch.no_grad():
         for gname, (mname, width) in producers.items():
             h = model.get_submodule(mname)(inputs[gname].to(dev, torch.float32))
-            b, repeat = h.shape[0], h.shape[-1] // width
-            out[gname] = h.float().cpu().reshape(b, repeat, width).reshape(b * repeat, width)
+            out[gname] = _unit_rows(h.float().cpu(), width)
     return out
